@@ -3,3 +3,5 @@
 
 class TestbedError(Exception):
     """Something the operator can fix: the message says what is wrong, where, and how to fix it."""
+
+    __test__ = False  # not a pytest test class, despite the name

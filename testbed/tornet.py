@@ -162,22 +162,24 @@ def generate(plan: NetworkPlan, state_root: Path = STATE_ROOT) -> Network:
     return net
 
 
-def _pid_of(data: Path) -> int | None:
-    """PID of the tor that runs from this node dir, if alive and really that tor."""
-    try:
-        pid = int((data / "tor.pid").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if str(data / "torrc").encode() in cmdline else None
-
-
 def running_pids(root: Path) -> dict[str, int]:
-    out = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []:
-        pid = _pid_of(d)
-        if pid:
-            out[d.name] = pid
+    """Live tor processes of the network under `root`, by node nick: found by their command line
+    naming our torrc (a PidFile would miss a tor that died before writing it)."""
+    ours = {str(d / "torrc").encode(): d.name for d in root.iterdir() if d.is_dir()} if root.exists() else {}
+    out: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        for arg in argv:
+            if arg in ours:
+                out[ours[arg]] = int(proc.name)
     return out
 
 
@@ -196,6 +198,14 @@ def start(net: Network) -> None:
         if res.returncode != 0:
             stop(net)
             raise TorNetError(f"tor {node.nick} did not start (exit {res.returncode}): {res.stdout.strip()[-800:]}")
+    # The daemonised tor writes its PidFile a moment after the parent returns.
+    deadline = time.monotonic() + 10
+    while len(running_pids(net.root)) < len(net.plan.nodes):
+        if time.monotonic() > deadline:
+            missing = sorted({n.nick for n in net.plan.nodes} - set(running_pids(net.root)))
+            stop(net)
+            raise TorNetError(f"tor {', '.join(missing)} exited after start: see {net.root}/<node>/notice.log")
+        time.sleep(0.05)
 
 
 def stop(net_or_root: Network | Path, timeout: float = 10.0) -> list[str]:
