@@ -89,15 +89,60 @@ def resolve(name: str, subnet_index: int | None) -> Instance:
     return inst
 
 
-def _teardown(inst: Instance) -> None:
-    hosts.stop_all(inst)
-    network.destroy(inst)
-    shutil.rmtree(inst.state_dir, ignore_errors=True)
+def subnet_claimed_by(inst: Instance) -> str | None:
+    """Name of another instance whose state records the same subnet (running or crashed)."""
+    for other in sorted(STATE_ROOT.glob("*/instance.json")):
+        name = other.parent.name
+        if name == inst.name:
+            continue
+        try:
+            if int(json.loads(other.read_text())["subnet_index"]) == inst.subnet_index:
+                return name
+        except (OSError, KeyError, ValueError):
+            continue
+    return None
+
+
+def _check_subnet(inst: Instance) -> None:
+    other = subnet_claimed_by(inst)
+    if other:
+        raise TestbedError(f"subnet {inst.subnet} is used by testbed {other!r}: pick a free one with "
+                           f"--subnet-index N (10.213.N.0/24), or take {other!r} down first")
+    network.check_subnet_free(inst)
+
+
+def _teardown(inst: Instance, log: Log = print) -> tuple[int, int]:
+    stopped = hosts.stop_all(inst)
+    recorded = _recorded_subnet(inst)
+    for index in {inst.subnet_index, recorded} - {None}:  # also an earlier run's --subnet-index
+        sub = Instance.make(inst.name, index)
+        network.destroy(sub, guard_route=subnet_claimed_by(sub) is None)
+    if hosts.mount_points(inst.state_dir):  # never delete through a mount
+        raise TestbedError(f"still mounted under {inst.state_dir}: {hosts.mount_points(inst.state_dir)}")
+    for path in inst.made_paths():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if inst.state_dir.is_dir():
+        kept = sorted(p.name for p in inst.state_dir.iterdir())
+        if kept:
+            log(f"down: kept {inst.state_dir}/{{{','.join(kept)}}} (not made by the testbed)")
+        else:
+            inst.state_dir.rmdir()
     for top in inst.cgroup_dirs():
         try:
             top.parent.rmdir()  # the shared smpfleet-testbed parent, once no instance uses it
         except OSError:
             pass
+    return stopped
+
+
+def _recorded_subnet(inst: Instance) -> int | None:
+    try:
+        return int(json.loads(inst.instance_file.read_text())["subnet_index"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def leftovers(inst: Instance) -> dict[str, list[str]]:
@@ -109,7 +154,7 @@ def leftovers(inst: Instance) -> dict[str, list[str]]:
         "mounts": [str(p) for p in hosts.mount_points(inst.state_dir)],
         "cgroups": [str(d) for d in inst.cgroup_dirs() if d.exists()],
         "processes": [str(p) for p in sorted(hosts.cgroup_pids(inst.cgroup_dirs()))],
-        "state": [str(inst.state_dir)] if inst.state_dir.exists() else [],
+        "state": [str(p) for p in inst.made_paths() if p.exists()],
     }
 
 
@@ -119,9 +164,10 @@ def down(inst: Instance, log: Log = print) -> float:
     check_tools(["ip", "umount"])
     started = time.monotonic()
     with instance_lock(inst):
-        _teardown(inst)
+        clean, killed = _teardown(inst, log)
     took = time.monotonic() - started
-    log(f"down: testbed {inst.name!r} removed in {took:.1f} s")
+    log(f"down: testbed {inst.name!r} removed in {took:.1f} s "
+        f"({clean} hosts powered off, {killed} leftover processes killed)")
     return took
 
 
@@ -152,7 +198,8 @@ def up(inst: Instance, count: int = 3, log: Log = print) -> Fleet:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     with instance_lock(inst):
-        _teardown(inst)
+        _check_subnet(inst)
+        _teardown(inst, log)
         timings["cleanup"] = time.monotonic() - t0
         t = time.monotonic()
         rootfs = image.build_image(log=log)
@@ -163,7 +210,7 @@ def up(inst: Instance, count: int = 3, log: Log = print) -> Fleet:
         try:
             fleet = _start(inst, count, rootfs, apt_repo, wheels, timings)
         except BaseException:
-            _teardown(inst)
+            _teardown(inst, log)
             raise
         timings["up"] = time.monotonic() - t
         fleet.timings = timings

@@ -149,8 +149,9 @@ def _rmdir_tree(top: Path) -> None:
     top.rmdir()
 
 
-def stop_all(inst: Instance) -> None:
-    """Power off every host of the instance (SIGTERM to nspawn), kill stragglers, drop mounts and cgroups."""
+def stop_all(inst: Instance) -> tuple[int, int]:
+    """Power off every host of the instance (SIGTERM to nspawn), kill stragglers, drop mounts and
+    cgroups. Returns (hosts powered off cleanly, processes that had to be killed)."""
     pids = []
     hosts_dir = inst.state_dir / "hosts"
     for pid_file in sorted(hosts_dir.glob("*/pid")) if hosts_dir.is_dir() else []:
@@ -161,6 +162,7 @@ def stop_all(inst: Instance) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     while any(_is_running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
+    stuck = [p for p in pids if _is_running(p)]
     cgroups = inst.cgroup_dirs()
     unified = cgroups[0]
     leftover = cgroup_pids(cgroups)
@@ -182,3 +184,4 @@ def stop_all(inst: Instance) -> None:
     if still:
         raise TestbedError(f"processes of testbed {inst.name!r} survived SIGKILL: {sorted(still)}")
     release_nspawn_run_dir()
+    return len(pids) - len(stuck), len(leftover)

@@ -132,6 +132,13 @@ class Instance:
     def ansible_inventory(self) -> Path:
         return self.state_dir / "inventory.ini"
 
+    def made_paths(self) -> list[Path]:
+        """What the testbed writes into its state dir: all of it, and only it, is removed by down.
+        Anything else there (a deploy's key store, published addresses) is kept."""
+        files = [self.instance_file, self.ssh_key, self.ssh_key.with_suffix(".pub"), self.known_hosts,
+                 self.ssh_config, self.pyinfra_inventory, self.ansible_inventory, self.state_dir / "hosts"]
+        return files + sorted(self.state_dir.glob(".*.tmp"))
+
     def cgroup_dirs(self, index: int | None = None) -> list[Path]:
         """This instance's cgroup dirs (or one host's) in both hierarchies nspawn uses here."""
         tail = Path(CGROUP_PARENT) / self.name

@@ -35,7 +35,7 @@ def check_subnet_free(inst: Instance) -> None:
         if r.get("dst", "default") == "default" or r.get("dev") == inst.bridge:
             continue
         if r.get("type") == "blackhole" and r["dst"] == str(inst.subnet):
-            continue  # our own guard, left by a crashed run
+            continue  # our own guard, left by a crashed run (other instances' are refused by name)
         if ipaddress.ip_network(r["dst"], strict=False).overlaps(inst.subnet):
             raise TestbedError(
                 f"subnet {inst.subnet} of testbed {inst.name!r} is already routed ({r['dst']} dev "
@@ -90,14 +90,15 @@ def our_routes(inst: Instance) -> list[str]:
             if r.get("type") == "blackhole" or r.get("dev") == inst.bridge]
 
 
-def destroy(inst: Instance) -> None:
-    """Remove every namespace, link and route of this instance (and only this instance)."""
+def destroy(inst: Instance, guard_route: bool = True) -> None:
+    """Remove every namespace, link and route of this instance (and only this instance); the guard
+    route only with guard_route (False when another instance claims the same subnet)."""
     for ns in our_namespaces(inst):
         run(["ip", "netns", "delete", ns])  # takes the inner veth end, and so the pair, with it
     for link in our_links(inst):
         run(["ip", "link", "delete", link], check=False)  # a pair end may vanish with its peer
-    while run(blackhole_cmd(inst, "delete"), check=False).returncode == 0:
+    while guard_route and run(blackhole_cmd(inst, "delete"), check=False).returncode == 0:
         pass
-    left = our_namespaces(inst) + our_links(inst) + our_routes(inst)
+    left = our_namespaces(inst) + our_links(inst) + (our_routes(inst) if guard_route else [])
     if left:
         raise TestbedError(f"could not remove network resources of testbed {inst.name!r}: {left}")
