@@ -549,11 +549,14 @@ def encode_transmission(
     command: bytes,
     key: AuthKey | None = None,
     server_key: bytes | None = None,
+    auth: bytes | None = None,
 ) -> bytes:
-    """One transmission at ``version`` (without its L() prefix), authorized with ``key``."""
+    """One transmission at ``version`` (without its L() prefix), authorized with ``key``
+    (or carrying the verbatim authorization ``auth``, for negative tests)."""
     body = ss(corr_id) + ss(entity_id) + command
     authorized = ss(session_id) + body
-    auth = b"" if key is None else key.authorize(authorized, corr_id, server_key)
+    if auth is None:
+        auth = b"" if key is None else key.authorize(authorized, corr_id, server_key)
     head = ss(auth)
     if version >= V_SERVICE and auth:
         head += b"0"
@@ -718,8 +721,10 @@ def link_sender_id(corr_id: bytes) -> bytes:
 
 
 # -------------------------------------------------------------------------------- client
-def _tls_context(alpn: bool) -> ssl.SSLContext:
+def _tls_context(alpn: bool, tls12_only: bool = False) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls12_only:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the chain is checked against the address' key hash instead
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -727,11 +732,31 @@ def _tls_context(alpn: bool) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
     if alpn:
         ctx.set_alpn_protocols([ALPN_SMP])
+    _restrict_like_upstream(ctx)
     return ctx
 
 
-async def _open(host: str, port: int, socks: str | None, alpn: bool, timeout: float):
-    ctx = _tls_context(alpn)
+def _restrict_like_upstream(ctx: ssl.SSLContext) -> None:
+    """Offer what SimpleX clients offer (§6.2): TLS 1.3 ChaCha20-Poly1305 only, groups X448 and
+    X25519, signature schemes Ed448 and Ed25519. Python 3.11 has no API for these, so the OpenSSL
+    calls are made on the context's ``SSL_CTX*`` (first field after the object header) through the
+    libssl that ``_ssl`` is linked with; the cipher list is read back to check it took effect."""
+    try:
+        lib = ctypes.CDLL(_ssl.__file__)
+        ptr = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+        suites = lib.SSL_CTX_set_ciphersuites
+        suites.argtypes, suites.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+        ctrl = lib.SSL_CTX_ctrl
+        ctrl.argtypes, ctrl.restype = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p], ctypes.c_long
+        if ctx.get_ciphers()[0]["name"].startswith("TLS_") and suites(ptr, b"TLS_CHACHA20_POLY1305_SHA256") == 1:
+            ctrl(ptr, 92, 0, b"X448:X25519")  # SSL_CTRL_SET_GROUPS_LIST
+            ctrl(ptr, 98, 0, b"ed448:ed25519")  # SSL_CTRL_SET_SIGALGS_LIST
+    except (OSError, AttributeError, ValueError):  # another libssl/ABI: keep OpenSSL's defaults
+        pass
+
+
+async def _open(host: str, port: int, socks: str | None, alpn: bool, timeout: float, tls12_only: bool = False):
+    ctx = _tls_context(alpn, tls12_only)
     try:
         async with asyncio.timeout(timeout):
             if socks:
@@ -773,6 +798,8 @@ class SMPClient:
         self.server_key: bytes | None = None  # server's per-connection X25519 key (v >= 7)
         self.server_chain: list[bytes] = []
         self.alpn: str | None = None
+        self.tls: tuple[str, str] = ("", "")  # (TLS version, cipher)
+        self.server_hello: ServerHello | None = None
         self._snd: SbChain | None = None
         self._rcv: SbChain | None = None
         self._waiting: dict[bytes, asyncio.Future] = {}
@@ -798,6 +825,7 @@ class SMPClient:
     ) -> None:
         ssl_obj = self.writer.get_extra_info("ssl_object")
         self.alpn = ssl_obj.selected_alpn_protocol()
+        self.tls = (ssl_obj.version() or "", (ssl_obj.cipher() or ("",))[0])
         tls_unique = ssl_obj.get_channel_binding("tls-unique")
         tls_leaf = ssl_obj.getpeercert(binary_form=True)
         try:
@@ -811,6 +839,7 @@ class SMPClient:
             hello = parse_server_hello(block)
         except DecodeError as e:
             raise HandshakeError(f"server hello does not parse: {e}") from None
+        self.server_hello = hello
         if hello.session_id != tls_unique:
             raise HandshakeError("server hello session id differs from TLS tls-unique (SESSION)")
         self.session_id = hello.session_id
@@ -897,11 +926,16 @@ class SMPClient:
 
     # -- requests ------------------------------------------------------------------------
     def transmission(
-        self, entity_id: bytes, command: bytes, key: AuthKey | None = None, corr_id: bytes | None = None
+        self,
+        entity_id: bytes,
+        command: bytes,
+        key: AuthKey | None = None,
+        corr_id: bytes | None = None,
+        auth: bytes | None = None,
     ) -> tuple[bytes, bytes]:
         """(corrId, encoded transmission) for this connection's version and session."""
         corr_id = os.urandom(24) if corr_id is None else corr_id
-        t = encode_transmission(self.version, self.session_id, corr_id, entity_id, command, key, self.server_key)
+        t = encode_transmission(self.version, self.session_id, corr_id, entity_id, command, key, self.server_key, auth)
         return corr_id, t
 
     def expect(self, corr_id: bytes) -> asyncio.Future:
@@ -1136,6 +1170,7 @@ async def connect(
     key_hash: bytes | None = None,
     send_dh_key: bool = True,
     proxy_server: bool = False,
+    tls12_only: bool = False,
 ) -> SMPClient:
     """Connects, checks the server identity against the address and completes the handshake.
 
@@ -1147,7 +1182,7 @@ async def connect(
     """
     addr = parse_address(address) if isinstance(address, str) else address
     target = host or addr.choose_host(socks is not None)
-    reader, writer = await _open(target, addr.port, socks, alpn, timeout)
+    reader, writer = await _open(target, addr.port, socks, alpn, timeout, tls12_only)
     c = SMPClient(reader, writer, addr, timeout)
     try:
         await c._handshake(version, check_fingerprint, key_hash, send_dh_key, proxy_server)
