@@ -135,6 +135,11 @@ class ReplayResult:
     warnings: list[str] = field(default_factory=list)
 
 
+_QUEUE_RECORDS = frozenset(
+    "SECURE KEYS NOTIFIER NDELETE LINK LDELETE SUSPEND BLOCK UNBLOCK DELETE TIME QUEUE_SERVICE".split()
+)
+
+
 def apply_line(store: QueueStore, line: str, result: ReplayResult) -> None:
     """Apply one record to the store without journalling it (replay)."""
     tag, _, rest = line.partition(" ")
@@ -151,6 +156,8 @@ def apply_line(store: QueueStore, line: str, result: ReplayResult) -> None:
     if tag == "NEW_SERVICE":
         result.services.append(line)
         return
+    if tag not in _QUEUE_RECORDS:
+        raise StoreLogError(f"unknown record {tag!r}")
     if not args or not args[0]:
         raise StoreLogError(f"{tag} without queue id")
     rid = unb64(args[0])
