@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -80,9 +81,32 @@ def build(relay_dir: Path = RELAY_DIR, out_dir: Path | None = None,
     return Bundle(out, tuple(wheels), bundle_digest(wheels))
 
 
+BUNDLE_ENV = "SMPFLEET_BUNDLE"
+
+
+def from_directory(directory: Path) -> Bundle:
+    """A bundle built earlier (``python -m smpfleet.bundle <dir>``): deploy exactly those wheels."""
+    wheels = sorted(Path(directory).glob("*.whl"))
+    if not any(w.name.startswith("smpfleet_relay-") for w in wheels):
+        raise BundleError(f"{directory} holds no smpfleet_relay wheel; build one with "
+                          f"`python -m smpfleet.bundle {directory}`")
+    return Bundle(Path(directory), tuple(wheels), bundle_digest(wheels))
+
+
 @functools.lru_cache(maxsize=1)
 def build_once() -> Bundle:
-    """One build per deploy run, shared by every host (deploy.py runs once per host)."""
+    """One build per deploy run, shared by every host (deploy.py runs once per host).
+
+    With ``$SMPFLEET_BUNDLE`` set to a directory of wheels, those are deployed instead.
+    """
+    if os.environ.get(BUNDLE_ENV):
+        return from_directory(Path(os.environ[BUNDLE_ENV]))
     bundle = build()
     atexit.register(shutil.rmtree, bundle.directory, ignore_errors=True)
     return bundle
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    b = build(out_dir=target)
+    print(f"{b.directory} {b.digest}")

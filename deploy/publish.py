@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import segno
+from pyinfra.api import FunctionCommand, operation
 from smprelay import certs, config
 
 SHOW_SECRETS_ENV = "SMPFLEET_SHOW_SECRETS"
@@ -98,7 +99,7 @@ def write_published(directory: Path, servers: list[PublishedServer]) -> list[Pat
     written.append(path)
     for s in servers:
         path = directory / f"{s.host}.png"
-        tmp = directory / f".{s.host}.png.tmp"
+        tmp = directory / f".{s.host}.tmp.png"
         segno.make(s.address, error="m").save(str(tmp), scale=6, border=4)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
@@ -113,3 +114,44 @@ def read_published(directory: Path) -> list[PublishedServer]:
         pw = e["password"]["secret"] if e.get("password") else None
         out.append(PublishedServer(e["host"], e["fingerprint"], e["hosts"], e["port"], pw, e["address"]))
     return out
+
+
+# -- pyinfra side: one entry per host, written when the deploy executes ---------------------
+
+
+def merged_servers(directory: Path, entry: PublishedServer, fleet: set[str]) -> list[PublishedServer]:
+    """The published servers after updating ``entry`` and dropping hosts no longer in the fleet."""
+    try:
+        current = read_published(directory)
+    except (OSError, ValueError, KeyError):
+        current = []
+    kept = [s for s in current if s.host in fleet and s.host != entry.host]
+    return sorted([*kept, entry], key=lambda s: s.host)
+
+
+def publish_is_current(directory: Path, entry: PublishedServer, fleet: set[str]) -> bool:
+    try:
+        current = read_published(directory)
+    except (OSError, ValueError, KeyError):
+        return False
+    mine = [s for s in current if s.host == entry.host]
+    stale = [s for s in current if s.host not in fleet]
+    addresses = (Path(directory) / "addresses.txt")
+    return (
+        mine == [entry]
+        and not stale
+        and (Path(directory) / f"{entry.host}.png").exists()
+        and addresses.exists()
+        and entry.address in addresses.read_text().splitlines()
+    )
+
+
+def update_published(directory: Path, entry: PublishedServer, fleet: set[str]) -> None:
+    write_published(directory, merged_servers(directory, entry, fleet))
+
+
+@operation(is_idempotent=True)
+def published(directory: Path, entry: PublishedServer, fleet: frozenset[str]):
+    """Record the host's address in the fleet files; a change only when the entry differs."""
+    if not publish_is_current(directory, entry, set(fleet)):
+        yield FunctionCommand(update_published, (directory, entry, set(fleet)), {})
