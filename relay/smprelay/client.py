@@ -965,7 +965,14 @@ class SMPClient:
         """Sends several (entityId, command, key) in one block; returns the responses in order."""
         pairs = [self.transmission(e, c, k) for e, c, k in cmds]
         futs = [self.expect(cid) for cid, _ in pairs]
-        await self.send_transmissions([t for _, t in pairs])
+        try:
+            await self.send_transmissions([t for _, t in pairs])
+        except BaseException:
+            for cid, _ in pairs:
+                self._waiting.pop(cid, None)
+            for f in futs:
+                f.cancel()
+            raise
         return [await self.wait(f) for f in futs]
 
     async def request(self, entity_id: bytes, command: bytes, key: AuthKey | None = None) -> Response:
