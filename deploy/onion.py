@@ -46,8 +46,9 @@ def configure(settings: RelaySettings, keys: HostKeys) -> bool:
 
 
 def activate(restart: bool) -> None:
-    systemd.service(name="tor running and enabled", service=TOR_SERVICE, running=True,
-                    enabled=True, restarted=restart)
+    # Debian enables tor.service, which pulls in tor@default ("enabled-runtime").
+    systemd.service(name="tor enabled", service="tor.service", running=True, enabled=True)
+    systemd.service(name="tor@default running", service=TOR_SERVICE, running=True, restarted=restart)
 
 
 def verify(settings: RelaySettings, keys: HostKeys) -> None:
