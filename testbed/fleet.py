@@ -238,7 +238,7 @@ def _start(inst: Instance, count: int, rootfs: Path, apt_repo: Path, wheels: Pat
     write_atomic(inst.known_hosts, inventory.known_hosts(entries))
     write_atomic(inst.ssh_config, inventory.ssh_config(entries, inst.ssh_key, inst.known_hosts))
     write_atomic(inst.pyinfra_inventory,
-                 inventory.pyinfra_inventory(inst.name, entries, inst.ssh_key, inst.known_hosts))
+                 inventory.pyinfra_inventory(inst.name, entries, inst.ssh_key, inst.known_hosts, STATE_ROOT))
     write_atomic(inst.ansible_inventory, inventory.ansible_inventory(entries, inst.ssh_key, inst.ssh_config))
     for i in range(1, count + 1):
         hosts.boot(inst, i, inst.host_dir(i) / "rootfs", apt_repo, wheels)

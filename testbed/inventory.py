@@ -55,7 +55,8 @@ def connection_data(h: HostEntry, key: Path, known: Path) -> dict[str, object]:
     }
 
 
-def pyinfra_inventory(instance: str, hosts: list[HostEntry], key: Path, known: Path) -> str:
+def pyinfra_inventory(instance: str, hosts: list[HostEntry], key: Path, known: Path,
+                      state_root: Path = Path("/tmp/smpfleet-testbed")) -> str:
     entries = "".join(
         f"    ({h.name!r}, _host_data({h.name!r}, {connection_data(h, key, known)!r})),\n" for h in hosts
     )
@@ -64,9 +65,13 @@ def pyinfra_inventory(instance: str, hosts: list[HostEntry], key: Path, known: P
 Connection data comes from the testbed; deploy settings from the deploy's data file
 (SMPFLEET_TESTBED_DATA, default {DEFAULT_DEPLOY_DATA}): its `data` dict applies to every host,
 its `host_data` dict (by host name) to one host. Connection keys always win.
+The data file sees SMPFLEET_TESTBED / SMPFLEET_TESTBED_STATE naming this instance.
 """
 import os as _os
 import runpy as _runpy
+
+_os.environ["SMPFLEET_TESTBED"] = {instance!r}
+_os.environ["SMPFLEET_TESTBED_STATE"] = {str(state_root)!r}
 
 _DATA_FILE = _os.environ.get("SMPFLEET_TESTBED_DATA", {str(DEFAULT_DEPLOY_DATA)!r})
 _deploy = _runpy.run_path(_DATA_FILE) if _os.path.isfile(_DATA_FILE) else {{}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -39,6 +40,31 @@ def test_pyinfra_runs_a_command_on_every_host(testbed, tmp_path):
     assert p.returncode == 0, text
     for h in testbed.hosts:
         assert f"pid1=systemd on {h['name']}" in text
+
+
+def test_pyinfra_inventory_carries_the_deploy_data_and_the_stable_path_works(testbed, tmp_path):
+    """The real inventories/testbed_data.py is merged under our connection data, and
+    inventories/testbed.py loads this instance's inventory."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "SMPFLEET_TESTBED_DATA"}
+    env["SMPFLEET_TESTBED"] = testbed.name
+    os.environ["SMPFLEET_TESTBED"], saved = testbed.name, os.environ.get("SMPFLEET_TESTBED")
+    try:
+        deploy = runpy.run_path(str(repo / "inventories" / "testbed_data.py"))
+    finally:
+        os.environ.pop("SMPFLEET_TESTBED") if saved is None else os.environ.update(SMPFLEET_TESTBED=saved)
+    expected = {**deploy.get("data", {}), **deploy.get("host_data", {}).get("h1", {})}
+    strings = {k: v for k, v in expected.items() if isinstance(v, str) and not k.startswith("ssh_")}
+    for inv in (testbed.pyinfra_inventory, str(repo / "inventories" / "testbed.py")):
+        p = subprocess.run([str(BIN / "pyinfra"), inv, "debug-inventory"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path, timeout=120)
+        text = p.stdout + p.stderr
+        assert p.returncode == 0, text
+        h1 = testbed.hosts[0]["address"]
+        assert f'"ssh_hostname": "{h1}"' in text, text
+        for k, v in strings.items():
+            assert f'"{k}": {json.dumps(v)}' in text, (k, v)
+        assert f'"ssh_known_hosts_file": "{testbed.known_hosts}"' in text
 
 
 def test_ansible_reaches_every_host(testbed, tmp_path):

@@ -44,14 +44,17 @@ def test_pyinfra_inventory_merges_deploy_data_under_connection_data(tmp_path, mo
     inv = tmp_path / "inventory.py"
     inv.write_text(inventory.pyinfra_inventory("x", HOSTS, tmp_path / "key", tmp_path / "known"))
     data = tmp_path / "data.py"
-    data.write_text("data = {'relay_ports': [5223], 'ssh_user': 'intruder'}\n"
+    data.write_text("import os\n"
+                    "data = {'relay_ports': [5223], 'ssh_user': 'intruder', 'tb': os.environ['SMPFLEET_TESTBED']}\n"
                     "host_data = {'h2': {'public_host': 'h2.example'}}\n")
     monkeypatch.setenv("SMPFLEET_TESTBED_DATA", str(data))
+    monkeypatch.setenv("SMPFLEET_TESTBED", "another")
     group = runpy.run_path(str(inv))["testbed"]
     assert [name for name, _ in group] == ["h1", "h2"]
     h1, h2 = dict(group)["h1"], dict(group)["h2"]
     assert h1["ssh_hostname"] == "10.213.9.11" and h1["ssh_user"] == "root"  # connection keys win
     assert h1["relay_ports"] == [5223] and "public_host" not in h1
+    assert h1["tb"] == "x"  # the data file is told which instance it is merged into
     assert h2["public_host"] == "h2.example"
     assert h2["ssh_known_hosts_file"] == str(tmp_path / "known")
     monkeypatch.setenv("SMPFLEET_TESTBED_DATA", str(tmp_path / "absent.py"))
