@@ -142,16 +142,32 @@ def banner_lines(paths: ServerPaths, cfg: config.ServerConfig, fingerprint: str)
     return lines
 
 
+def _bound_socket(port: int) -> socket.socket:
+    """Bound, not yet listening: clients are refused (not queued) until the state is restored."""
+    family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart right after a stop
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("", port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 def bind_listeners(ports: list[int], ini: str) -> list[socket.socket]:
-    """Bind every port (all interfaces, IPv6 dual-stack when available) before touching state."""
+    """Bind every port (all interfaces, IPv6 dual-stack when available) before touching state.
+
+    SO_REUSEADDR lets a restart bind at once, yet on Linux a port another process listens on
+    still fails here with EADDRINUSE, which is the check we want before restoring anything.
+    """
     socks: list[socket.socket] = []
     try:
         for p in ports:
             try:
-                if socket.has_dualstack_ipv6():
-                    s = socket.create_server(("", p), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=False)
-                else:
-                    s = socket.create_server(("", p))
+                s = _bound_socket(p)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise StartError(
