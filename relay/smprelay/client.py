@@ -886,9 +886,25 @@ class SMPClient:
         self.writer.write(self._seal(plain))
         await self.writer.drain()
 
-    async def send_raw_block(self, block: bytes) -> None:
-        """Sends ``block`` bytes verbatim (no padding, no encryption): for malformed-input tests."""
+    async def send_padded_block(self, padded: bytes) -> None:
+        """Sends a block whose padding the caller made (16368 bytes from v11, encrypted here;
+        16384 bytes below): lets tests send wrong pad lengths through block encryption."""
         self._check_open()
+        self.writer.write(self._snd.encrypt(padded) if self._snd is not None else padded)
+        await self.writer.drain()
+
+    @property
+    def padded_size(self) -> int:
+        return ENCRYPTED_BLOCK_PLAIN if self._snd is not None else BLOCK_SIZE
+
+    async def send_raw_block(self, block: bytes) -> None:
+        """Sends ``block`` bytes verbatim (no padding, no encryption): for malformed-input tests.
+
+        With block encryption every full block received consumes one key of the server's chain
+        (upstream ``tGetBlock``), so the client's chain is advanced too, to stay in step."""
+        self._check_open()
+        if self._snd is not None and len(block) == BLOCK_SIZE:
+            self._snd.next()
         self.writer.write(block)
         await self.writer.drain()
 

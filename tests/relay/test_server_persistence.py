@@ -127,6 +127,7 @@ def test_old_messages_expire_on_start(relay_factory):
     run(after())
 
 
+@pytest.mark.slow
 def test_inactive_clients_are_disconnected(relay_factory):
     r = relay_factory(ini={("INACTIVE_CLIENTS", "disconnect"): "on", ("INACTIVE_CLIENTS", "ttl"): "1",
                            ("INACTIVE_CLIENTS", "check_interval"): "1"})
@@ -146,6 +147,7 @@ def test_inactive_clients_are_disconnected(relay_factory):
     run(scenario())
 
 
+@pytest.mark.slow
 def test_inactive_clients_kept_when_disconnect_off(relay_factory):
     r = relay_factory(ini={("INACTIVE_CLIENTS", "disconnect"): "off", ("INACTIVE_CLIENTS", "ttl"): "1",
                            ("INACTIVE_CLIENTS", "check_interval"): "1"})
