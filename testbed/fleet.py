@@ -20,7 +20,7 @@ from pathlib import Path
 from . import hosts, image, inventory, network, packages
 from .errors import TestbedError
 from .instance import MAX_HOSTS, STATE_ROOT, Instance
-from .system import check_root, check_tools, run
+from .system import check_cgroups, check_root, check_tools, run
 
 READY_TIMEOUT = 120.0
 Log = Callable[[str], None]
@@ -195,6 +195,7 @@ def up(inst: Instance, count: int = 3, log: Log = print) -> Fleet:
         raise TestbedError(f"host count {count} out of range: use 1..{MAX_HOSTS}")
     check_root()
     check_tools()
+    check_cgroups()
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     with instance_lock(inst):

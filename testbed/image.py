@@ -79,16 +79,26 @@ def apply_template_fixes(root: Path) -> None:
     conf.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
 
 
+def overlays_using(lower: Path) -> list[str]:
+    """Mount points of overlays whose lower layer is this tree (hosts of any running testbed)."""
+    users = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" - ", 1)
+        if len(fields) == 2 and fields[1].startswith("overlay ") and f"lowerdir={lower}," in fields[1] + ",":
+            users.append(line.split()[4])
+    return users
+
+
 def build_image(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, log=print) -> Path:
     """Return the cached rootfs, building it with debootstrap if missing (or if rebuild)."""
     target = image_dir(cache_root)
     with cache_lock(cache_root):
         if target.is_dir() and not rebuild:
             return target
-        if rebuild and target.exists():
+        if target.exists() and overlays_using(target):
             raise TestbedError(
-                f"{target} exists; hosts of running testbeds may use it as their lower layer. "
-                f"Stop them (down), remove it by hand (rm -rf {target}) and run image again"
+                f"cannot rebuild {target}: running test hosts use it as their lower layer "
+                f"({', '.join(overlays_using(target))}); take their testbeds down first"
             )
         tmp = cache_root / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -102,6 +112,11 @@ def build_image(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, log=pri
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if target.exists():
+            old = cache_root / f".{target.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            shutil.rmtree(old)
         tmp.rename(target)
         log(f"image: ready at {target} in {time.monotonic() - started:.1f} s")
         return target

@@ -102,3 +102,14 @@ def destroy(inst: Instance, guard_route: bool = True) -> None:
     left = our_namespaces(inst) + our_links(inst) + (our_routes(inst) if guard_route else [])
     if left:
         raise TestbedError(f"could not remove network resources of testbed {inst.name!r}: {left}")
+    release_netns_dir()
+
+
+def release_netns_dir() -> None:
+    """`ip netns add` bind-mounts /run/netns on itself; undo that once no namespace (of anyone)
+    is left in it. umount without -l fails while busy, so a concurrent user is never disturbed."""
+    if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+        mounted = any(line.split()[4] == str(NETNS_DIR)
+                      for line in Path("/proc/self/mountinfo").read_text().splitlines())
+        if mounted:
+            run(["umount", str(NETNS_DIR)], check=False)

@@ -33,6 +33,25 @@ def check_root(euid: int | None = None) -> None:
         )
 
 
+CGROUP_HIERARCHIES = {"/sys/fs/cgroup/unified": "cgroup2", "/sys/fs/cgroup/systemd": "cgroup"}
+
+
+def check_cgroups(mountinfo: str | None = None) -> None:
+    """The hosts get their own cgroups in the hybrid layout this machine kind has (cgroup2 at
+    /sys/fs/cgroup/unified, name=systemd v1 at /sys/fs/cgroup/systemd); refuse anything else."""
+    text = mountinfo if mountinfo is not None else open("/proc/self/mountinfo").read()
+    fstypes = {}
+    for line in text.splitlines():
+        fstypes[line.split()[4]] = line.split(" - ", 1)[-1].split()[0]
+    wrong = [f"{p} (want {t}, found {fstypes.get(p, 'nothing mounted')})"
+             for p, t in CGROUP_HIERARCHIES.items() if fstypes.get(p) != t]
+    if wrong:
+        raise TestbedError(
+            "unsupported cgroup layout: " + "; ".join(wrong) + ". The testbed needs the hybrid layout of "
+            "this machine kind (PID 1 not systemd): see shared/reference/testbed.md section 2"
+        )
+
+
 def check_tools(tools: Sequence[str] = tuple(TOOLS), path: str | None = None) -> None:
     """Raise naming every missing tool and the apt package that provides it."""
     missing = [t for t in tools if shutil.which(t, path=path) is None]

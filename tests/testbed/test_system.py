@@ -62,3 +62,17 @@ def test_wheelhouse_covers_stem_and_the_relay_requirements():
     assert "stem" in reqs
     assert set(packages.relay_requirements()) <= set(reqs)
     assert any(r.lower().startswith("cryptography") for r in reqs)
+
+
+HYBRID = """\
+35 26 0:30 / /sys/fs/cgroup/systemd rw,relatime shared:9 - cgroup cgroup rw,name=systemd
+36 26 0:31 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+"""
+
+
+def test_cgroup_layout_hybrid_is_accepted_and_others_are_refused():
+    from smpfleet_testbed.system import check_cgroups
+    check_cgroups(HYBRID)
+    pure_v2 = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n"
+    with pytest.raises(TestbedError, match=r"/sys/fs/cgroup/unified \(want cgroup2, found nothing mounted\)"):
+        check_cgroups(pure_v2)
