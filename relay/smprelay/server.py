@@ -61,6 +61,11 @@ def load_credentials(paths: ServerPaths) -> Credentials:
         ca = certs.load_cert_pem(paths.ca_crt.read_bytes(), str(paths.ca_crt))
         srv = certs.load_cert_pem(paths.server_crt.read_bytes(), str(paths.server_crt))
         key = certs.load_key_pem(paths.server_key.read_bytes(), str(paths.server_key))
+        for path, cert in ((paths.ca_crt, ca), (paths.server_crt, srv)):
+            try:
+                certs.key_algorithm(cert.public_key())
+            except certs.CertError as e:
+                raise certs.CertError(f"{path}: {e}") from None
     except OSError as e:
         raise StartError(f"Error: cannot read {e.filename}: {e.strerror}") from None
     except certs.CertError as e:

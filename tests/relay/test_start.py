@@ -208,6 +208,9 @@ def test_refusals_change_nothing(relay_factory) -> None:
     crt.write_bytes((FIXTURES / "server.crt").read_bytes())  # signed by another CA
     res = start_fails(r)
     assert res.returncode == 1 and "is not signed by" in res.stderr
+    crt.write_bytes(_rsa_cert_pem())
+    res = start_fails(r)
+    assert res.returncode == 1 and "SMP needs Ed25519 or Ed448" in res.stderr
     crt.write_bytes(good_crt)
 
     ini = r.ini.read_text()
@@ -229,6 +232,22 @@ def test_refusals_change_nothing(relay_factory) -> None:
     assert snapshot(r.cfg, r.log) == before  # the saved message is still waiting in its file
     r.start()
     assert "Restored 1 messages" in r.output()
+
+
+def _rsa_cert_pem() -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa")])
+    now = dt.datetime.now(dt.timezone.utc)
+    c = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+         .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(k, hashes.SHA256()))  # fmt: skip
+    return certs.cert_pem(c)
 
 
 def test_uninitialized(tmp_path: Path) -> None:
