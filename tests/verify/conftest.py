@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +31,82 @@ def tornet_loopback(tmp_path_factory):
         yield net, ready
     finally:
         tornet.stop(net)
+
+
+SMP_SERVER = str(Path(sys.executable).with_name("smp-server"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalRelay:
+    """A real `smp-server` (init -y, then start) on a free 127.0.0.1 port."""
+
+    name: str
+    root: Path
+    port: int
+    password: str | None
+    proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SMP_SERVER_CFG_PATH": str(self.root / "cfg"), "SMP_SERVER_LOG_PATH": str(self.root / "log")}
+
+    @property
+    def fingerprint(self) -> str:
+        return (self.root / "cfg" / "fingerprint").read_text().split()[0]
+
+    def init(self) -> None:
+        pw = ["--password", self.password] if self.password else ["--no-password"]
+        subprocess.run([SMP_SERVER, "init", "-y", "--disable-web", *pw], env=self.env, check=True,
+                       capture_output=True, timeout=60)
+        ini = self.root / "cfg" / "smp-server.ini"
+        text = re.sub(r"(?m)^port = .*$", f"port = {self.port}", ini.read_text(), count=1)
+        ini.write_text(re.sub(r"(?m)^host = .*$", "host = 127.0.0.1", text, count=1))
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([SMP_SERVER, "start"], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.root / "out.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"smp-server {self.name} exited: {(self.root / 'out.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"smp-server {self.name} did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def local_relays(tmp_path):
+    """Factory: local_relays(name, password) -> a started LocalRelay; all stopped at teardown."""
+    made: list[LocalRelay] = []
+
+    def make(name: str, password: str | None) -> LocalRelay:
+        r = LocalRelay(name, tmp_path / name, _free_port(), password)
+        r.root.mkdir()
+        made.append(r)
+        r.init()
+        r.start()
+        return r
+
+    try:
+        yield make
+    finally:
+        for r in made:
+            r.stop()
