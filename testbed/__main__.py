@@ -34,6 +34,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tornet"]:  # private Tor network: smpfleet_testbed.tornet (up|down|status|torrc-lines)
+        from .tornet import main as tornet_main
+
+        return tornet_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         if args.command == "image":

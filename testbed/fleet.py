@@ -76,8 +76,8 @@ def instance_lock(inst: Instance) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TestbedError(f"another up/down of testbed {inst.name!r} is running (lock {inst.lock_file}); "
-                               "wait for it, or use another --name") from None
+            raise TestbedError(f"testbed {inst.name!r} is busy: another up/down, or a test session using its "
+                               f"hosts, holds {inst.lock_file}; wait for it, or use another --name") from None
         yield
 
 
@@ -162,9 +162,13 @@ def down(inst: Instance, log: Log = print) -> float:
     """Stop every host and remove every resource of the instance; return the seconds it took."""
     check_root()
     check_tools(["ip", "umount"])
-    started = time.monotonic()
     with instance_lock(inst):
-        clean, killed = _teardown(inst, log)
+        return _down_locked(inst, log)
+
+
+def _down_locked(inst: Instance, log: Log) -> float:
+    started = time.monotonic()
+    clean, killed = _teardown(inst, log)
     took = time.monotonic() - started
     log(f"down: testbed {inst.name!r} removed in {took:.1f} s "
         f"({clean} hosts powered off, {killed} leftover processes killed)")
@@ -191,31 +195,51 @@ def _wait_ready(fleet: Fleet, host: str) -> None:
 
 def up(inst: Instance, count: int = 3, log: Log = print) -> Fleet:
     """Bring up `count` hosts (after removing any leftovers of the instance) and wait until ready."""
+    _preflight(count)
+    with instance_lock(inst):
+        return _up_locked(inst, count, log)
+
+
+@contextmanager
+def session(inst: Instance, count: int = 3, log: Log = print) -> Iterator[Fleet]:
+    """up, yield, always down, holding the instance lock throughout: while a test session uses the
+    hosts, an `up`/`down` of the same name elsewhere fails instead of pulling them away."""
+    _preflight(count)
+    with instance_lock(inst):
+        try:
+            yield _up_locked(inst, count, log)
+        finally:
+            _down_locked(inst, log)
+
+
+def _preflight(count: int) -> None:
     if not 1 <= count <= MAX_HOSTS:
         raise TestbedError(f"host count {count} out of range: use 1..{MAX_HOSTS}")
     check_root()
     check_tools()
     check_cgroups()
+
+
+def _up_locked(inst: Instance, count: int, log: Log) -> Fleet:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    with instance_lock(inst):
-        _check_subnet(inst)
+    _check_subnet(inst)
+    _teardown(inst, log)
+    timings["cleanup"] = time.monotonic() - t0
+    t = time.monotonic()
+    rootfs = image.build_image(log=log)
+    apt_repo = packages.build_apt_repo(log=log)
+    wheels = packages.build_wheelhouse(log=log)
+    timings["image_and_repo"] = time.monotonic() - t
+    t = time.monotonic()
+    try:
+        fleet = _start(inst, count, rootfs, apt_repo, wheels, timings)
+    except BaseException:
         _teardown(inst, log)
-        timings["cleanup"] = time.monotonic() - t0
-        t = time.monotonic()
-        rootfs = image.build_image(log=log)
-        apt_repo = packages.build_apt_repo(log=log)
-        wheels = packages.build_wheelhouse(log=log)
-        timings["image_and_repo"] = time.monotonic() - t
-        t = time.monotonic()
-        try:
-            fleet = _start(inst, count, rootfs, apt_repo, wheels, timings)
-        except BaseException:
-            _teardown(inst, log)
-            raise
-        timings["up"] = time.monotonic() - t
-        fleet.timings = timings
-        write_atomic(inst.instance_file, json.dumps(asdict(fleet), indent=2) + "\n")
+        raise
+    timings["up"] = time.monotonic() - t
+    fleet.timings = timings
+    write_atomic(inst.instance_file, json.dumps(asdict(fleet), indent=2) + "\n")
     log(f"up: {count} hosts of testbed {inst.name!r} ready in {timings['up']:.1f} s "
         f"(bridge {inst.bridge_address}, ssh -F {fleet.ssh_config} h1)")
     return fleet

@@ -22,7 +22,6 @@ def testbed():
     from smpfleet_testbed import fleet
 
     inst = fleet.resolve(os.environ.get("SMPFLEET_TESTBED", "pytest"), None)
-    try:
-        yield fleet.up(inst, TESTBED_HOSTS, log=lambda msg: print(f"\n[testbed] {msg}"))
-    finally:
-        fleet.down(inst, log=lambda msg: print(f"\n[testbed] {msg}"))
+    # Holds the instance lock until torn down: nobody else's up/down of this name can take the hosts away.
+    with fleet.session(inst, TESTBED_HOSTS, log=lambda msg: print(f"\n[testbed] {msg}")) as f:
+        yield f

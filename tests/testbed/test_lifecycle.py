@@ -112,3 +112,10 @@ def test_subnet_in_use_is_refused_and_nothing_is_touched(inst, testbed):
                            capture_output=True, text=True, check=True).stdout
     assert guard.strip(), "the other instance's guard route was removed"
     assert testbed.run("h3", "systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_instance_in_use_by_the_session_cannot_be_taken_down_elsewhere(testbed):
+    p = subprocess.run([sys.executable, "-m", "smpfleet_testbed", "down", "--name", testbed.name],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "is busy" in p.stderr, p.stderr
+    assert testbed.run("h1", "systemctl is-system-running").stdout.strip() == "running"
