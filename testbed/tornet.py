@@ -8,8 +8,8 @@ test hosts' tor can join it with :func:`joining_torrc_lines`.
 
 Command line::
 
-    python -m smpfleet_testbed.tornet up [--name N] [--address A] [--port-base P]
-    python -m smpfleet_testbed.tornet status|down|torrc-lines [--name N]
+    python -m smpfleet_testbed tornet up [--name N] [--address A | --testbed T] [--port-base P]
+    python -m smpfleet_testbed tornet status|down|torrc-lines [--name N]
 
 State lives in ``/tmp/smpfleet-tornet/<name>/`` (``network.json`` + one dir per node).
 """
@@ -390,6 +390,18 @@ def down(name: str = "default", state_root: Path = STATE_ROOT) -> list[str]:
     return stop(root) if root.exists() else []
 
 
+def testbed_bridge(name: str) -> str:
+    """The machine-side bridge address of a running testbed instance (its instance.json)."""
+    from .instance import STATE_ROOT as TESTBED_STATE
+
+    path = TESTBED_STATE / name / "instance.json"
+    try:
+        return json.loads(path.read_text())["bridge_address"]
+    except (OSError, ValueError, KeyError):
+        raise TorNetError(f"testbed {name!r} is not up ({path} missing or unreadable): "
+                          f"run `python -m smpfleet_testbed up 3 --name {name}` first") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smpfleet_testbed.tornet",
                                  description="Private Tor network (ours only) for tests and the demo")
@@ -397,13 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="default")
     ap.add_argument("--address", default="127.0.0.1",
                     help="address for ORPorts/DirPorts: 127.0.0.1, or the testbed bridge's machine side (10.213.<k>.1) so test hosts can join")
+    ap.add_argument("--testbed", metavar="NAME",
+                    help="bind on the bridge of this running testbed instance (its hosts then join with `torrc-lines`)")
     ap.add_argument("--port-base", type=int, default=5100)
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args(argv)
     try:
         if args.action == "up":
-            net, r = up(args.name, args.address, args.port_base, args.timeout)
-            print(f"tornet {args.name}: up on {args.address}; SOCKS {net.socks[0]}:{net.socks[1]}")
+            address = testbed_bridge(args.testbed) if args.testbed else args.address
+            net, r = up(args.name, address, args.port_base, args.timeout)
+            print(f"tornet {args.name}: up on {address}; SOCKS {net.socks[0]}:{net.socks[1]}")
             print(f"  client bootstrapped in {r.bootstrapped_s:.1f} s; onion published at {r.onion_published_s:.1f} s; "
                   f"first onion round trip at {r.first_round_trip_s:.1f} s")
             print(f"  onion echo round trip: {', '.join(f'{x:.1f}' for x in r.round_trip_ms)} ms")

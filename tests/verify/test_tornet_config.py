@@ -89,3 +89,12 @@ def test_joining_lines_are_private_and_need_the_network():
     assert check_private_torrc("\n".join(lines), {"10.213.7.1"}) == []
     with pytest.raises(TorNetConfigError):
         joining_torrc_lines([])
+
+
+def test_cli_explains_missing_network_and_testbed(capsys):
+    from smpfleet_testbed.__main__ import main
+
+    assert main(["tornet", "status", "--name", "no-such-net"]) == 1
+    assert "run `tornet up --name no-such-net` first" in capsys.readouterr().err
+    assert main(["tornet", "up", "--name", "x", "--testbed", "nosuchtb"]) == 1
+    assert "testbed 'nosuchtb' is not up" in capsys.readouterr().err
