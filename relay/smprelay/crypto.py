@@ -97,12 +97,12 @@ def hsalsa20(key: bytes) -> bytes:
 
 def box_seal(box_key: bytes, nonce: bytes, msg: bytes) -> bytes:
     """tag(16) ‖ ciphertext with a key already passed through :func:`hsalsa20`."""
-    return nb.crypto_secretbox(msg, nonce, box_key)
+    return nb.crypto_secretbox_easy(msg, nonce, box_key)
 
 
 def box_open(box_key: bytes, nonce: bytes, packet: bytes) -> bytes:
     try:
-        return nb.crypto_secretbox_open(packet, nonce, box_key)
+        return nb.crypto_secretbox_open_easy(packet, nonce, box_key)
     except Exception as e:
         raise CryptoError("decryption failed") from e
 
