@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     pw = i.add_mutually_exclusive_group()
     pw.add_argument("--no-password", action="store_true", help="Allow creating new queues without password")
     pw.add_argument("--password", type=_password, help="Set password to create new messaging queues (default: random)")
+    pw.add_argument("--password-file", type=Path, metavar="PATH",
+                    help="Read the password from the first line of PATH (keeps it out of `ps`; not in upstream)")
     i.add_argument("--source-code", nargs="?", const=config.DEFAULT_SOURCE_CODE, type=_uri, metavar="URI",
                    help=f"Server source code (default: {config.DEFAULT_SOURCE_CODE})")
     i.add_argument("--web-path", metavar="PATH", help="Directory to store generated static site with server information (default: <log>/www)")
@@ -219,6 +221,17 @@ def option_answers(a: argparse.Namespace) -> InitAnswers:
         password = None
     elif a.password is not None:
         password = a.password
+    elif a.password_file is not None:
+        try:
+            lines = a.password_file.read_text().splitlines()
+        except OSError as e:
+            raise CliError(f"Error: cannot read the password file {a.password_file}: {e.strerror}") from None
+        password = lines[0].strip() if lines else ""
+        if not config.valid_password(password):
+            raise CliError(
+                f"Error: invalid password in {a.password_file}: only latin letters, digits and symbols "
+                "other than '@', ':' and '/' are allowed, on the first line"
+            )
     else:
         password = random_password()
     return InitAnswers(not a.disable_store_log, a.daily_stats, password, a.ip, a.fqdn, a.source_code, a.web_path)

@@ -110,6 +110,19 @@ def test_init_yes_options(tmp_path: Path) -> None:
     assert "Server source code: https://github.com/simplex-chat/simplexmq" in r.stdout
 
 
+def test_init_password_file(tmp_path: Path) -> None:
+    pf = tmp_path / "pw"
+    pf.write_text("From_a_file\n")
+    r = run(tmp_path, "init", "-y", "--password-file", str(pf))
+    assert r.returncode == 0, r.stderr
+    assert config.load(tmp_path / "etc" / "smp-server.ini").auth.create_password == "From_a_file"
+    bad = tmp_path / "bad"
+    bad.write_text("no:colons\n")
+    r = run(tmp_path / "other", "init", "-y", "--password-file", str(bad))
+    assert r.returncode == 1 and f"invalid password in {bad}" in r.stderr
+    assert not (tmp_path / "other" / "etc").exists()
+
+
 def test_init_no_password_and_ip(tmp_path: Path) -> None:
     r = run(tmp_path, "init", "-y", "--no-password", "--ip", "192.0.2.7")
     assert r.returncode == 0, r.stderr

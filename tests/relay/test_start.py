@@ -162,8 +162,10 @@ def test_default_web_lines_do_not_stop_start(relay_factory) -> None:
     r.set("WEB", "https", "443")
     r.set("WEB", "cert", f"{r.cfg}/web.crt")  # does not exist, as after a default init
     r.set("WEB", "key", f"{r.cfg}/web.key")
+    r.set("TRANSPORT", "future_option", "1")
     r.start()
     assert "Not serving the static site" in r.output()
+    assert f"Warning: {r.ini}: [TRANSPORT] unknown key 'future_option' is ignored" in r.output()
 
 
 def test_daily_stats_are_appended(relay_factory, monkeypatch: pytest.MonkeyPatch) -> None:
