@@ -61,5 +61,9 @@ class ServerPaths:
         return self.log / "smp-server-stats.daily.log"
 
     @property
+    def stats_snapshot(self) -> Path:
+        return self.log / "smp-server-stats.log"
+
+    @property
     def identity_files(self) -> list[Path]:
         return [self.ini, self.ca_key, self.ca_crt, self.server_key, self.server_crt, self.fingerprint]

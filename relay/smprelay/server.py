@@ -209,8 +209,21 @@ def save_state(r: Running, out: Callable[[str], None]) -> None:
     if r.cfg.store_log.restore:
         n = msg_log.save(r.paths.messages_log, r.env.store)
         out(f"Saved {n} undelivered messages to {r.paths.messages_log}")
+    if r.cfg.store_log.log_stats:
+        certs.write_file_atomic(r.paths.stats_snapshot, stats.snapshot(r.env.stats).encode("ascii"), 0o600)
     if r.journal is not None:
         r.journal.close()
+
+
+def restore_stats(paths: ServerPaths, cfg: config.ServerConfig) -> stats.ServerStats:
+    """The counters saved at the last stop (then renamed ``.bak``), or a fresh period."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    p = paths.stats_snapshot
+    if not cfg.store_log.log_stats or not p.exists():
+        return stats.ServerStats(today)
+    restored = stats.restore_snapshot(p.read_text(encoding="ascii", errors="replace"), today)
+    os.replace(p, p.with_name(p.name + ".bak"))
+    return restored
 
 
 async def _stats_logger(r: Running) -> None:
@@ -286,7 +299,7 @@ async def serve(
         server_private_key=creds.server_key,
         cert_chain=[certs.cert_der(creds.server_cert), certs.cert_der(creds.ca_cert)],
         key_hash=certs.fingerprint_bytes(creds.ca_cert),
-        stats=stats.ServerStats(dt.datetime.now(dt.timezone.utc).date()),
+        stats=restore_stats(paths, cfg),
     )
     r = Running(env, cfg, paths, journal)
     if opts.maintenance:

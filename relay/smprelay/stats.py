@@ -121,6 +121,40 @@ def reset_period(stats: ServerStats, now: dt.datetime) -> None:
             sets["month"] = set()
 
 
+def snapshot(stats: ServerStats) -> str:
+    """``key=value`` lines of the running period, saved on stop so a restart does not lose a day.
+
+    Same idea and file as upstream's ``smp-server-stats.log``; the keys are this relay's
+    counter names, and keys a reader does not know are ignored.
+    """
+    lines = [f"fromTime={stats.from_time.isoformat()}"]
+    lines += [f"{k}={v}" for k, v in stats.counters.items()]
+    for kind, sets in (("msgQueues", stats.msg_queues), ("ntfQueues", stats.ntf_queues)):
+        for period, hashes in sets.items():
+            lines.append(f"{kind}_{period}={','.join(sorted(h.hex() for h in hashes))}")
+    return "".join(line + "\n" for line in lines)
+
+
+def restore_snapshot(text: str, today: dt.date) -> ServerStats:
+    """The period saved by :func:`snapshot`; malformed or unknown lines are skipped."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        from_time = dt.date.fromisoformat(values.get("fromTime", ""))
+    except ValueError:
+        from_time = today
+    s = ServerStats(from_time)
+    for k in s.counters:
+        if values.get(k, "").isdigit():
+            s.counters[k] = int(values[k])
+    for kind, sets in (("msgQueues", s.msg_queues), ("ntfQueues", s.ntf_queues)):
+        for period in sets:
+            try:
+                sets[period] = {bytes.fromhex(h) for h in values.get(f"{kind}_{period}", "").split(",") if h}
+            except ValueError:
+                pass
+    return s
+
+
 def append_line(path: Path, line: str) -> None:
     with open(path, "a", encoding="ascii") as f:
         f.write(line + "\n")

@@ -186,6 +186,16 @@ def test_daily_stats_are_appended(relay_factory, monkeypatch: pytest.MonkeyPatch
     assert len(row) == 96
     assert row[1] == "1" and row[2] == "1" and row[4] == "2"  # qCreated, qSecured, msgSent
     assert row[14] == "1" and row[15] == "2"  # qCount, msgCount gauges
+    assert r.stop() == 0
+    monkeypatch.setenv("SMPRELAY_STATS_INTERVAL", "3600")  # no new line (and reset) from here on
+    r.start()
+    asyncio.run(new_queue_with(r.address, []))
+    assert r.stop() == 0
+    assert "qCreated=1\n" in (r.log / "smp-server-stats.log").read_text()
+    r.start()  # the running period survives a restart
+    assert not (r.log / "smp-server-stats.log").exists() and (r.log / "smp-server-stats.log.bak").exists()
+    assert r.stop() == 0
+    assert "qCreated=1\n" in (r.log / "smp-server-stats.log").read_text()
 
 
 def test_refusals_change_nothing(relay_factory) -> None:

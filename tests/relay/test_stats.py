@@ -71,3 +71,16 @@ def test_append_and_next_midnight(tmp_path: Path) -> None:
     stats.append_line(p, "b")
     assert p.read_text() == "a\nb\n"
     assert stats.next_midnight(dt.datetime(2026, 2, 28, 23, 59, tzinfo=UTC)) == dt.datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_snapshot_round_trip() -> None:
+    s = stats.ServerStats(dt.date(2026, 3, 3))
+    s.inc("qCreated", 7)
+    s.inc("ntfServices_srvSubEnd", 2)
+    s.msg_queue_active(b"a" * 24)
+    s.ntf_queue_active(b"b" * 24)
+    back = stats.restore_snapshot(stats.snapshot(s), dt.date(2030, 1, 1))
+    assert back.from_time == s.from_time and back.counters == s.counters
+    assert back.msg_queues == s.msg_queues and back.ntf_queues == s.ntf_queues
+    broken = stats.restore_snapshot("fromTime=garbage\nqCreated=x\nmsgQueues_day=zz\nnonsense", dt.date(2030, 1, 1))
+    assert broken.from_time == dt.date(2030, 1, 1) and broken.counters["qCreated"] == 0
