@@ -97,9 +97,7 @@ def issue_server_cert(
     """A new online key and certificate ``CN=<cn>`` signed by the CA (``alg`` defaults to the CA's)."""
     if not cn:
         raise CertError("the online certificate needs a common name (server FQDN or IP)")
-    if ca_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ) != ca_cert.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw):
+    if public_raw(ca_key.public_key()) != public_raw(ca_cert.public_key()):
         raise CertError("the CA private key does not belong to the CA certificate (ca.key / ca.crt mismatch)")
     key = new_private_key(alg or key_algorithm(ca_key))
     not_before, not_after = _validity()
@@ -135,6 +133,15 @@ def issue_server_cert(
         .sign(ca_key, algorithm=None)
     )
     return key, cert
+
+
+def public_raw(pub: object) -> bytes:
+    """Raw public key bytes, to compare a key with a certificate."""
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)  # type: ignore[attr-defined]
+
+
+def cert_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def fingerprint_bytes(ca_cert: x509.Certificate) -> bytes:
