@@ -551,7 +551,7 @@ def _ack(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec) -> tupl
     if sub is None or sub.delivered is None or (msg_id and msg_id != sub.delivered):
         return client.respond(t.corr_id, t.entity_id, p.err(b"NO_MSG")), None
     sub.delivered = None
-    msgs = env.store.queue_messages(rid)
+    msgs = env.store.messages.get(rid)
     if msgs and (not msg_id or msgs[0].msg_id == msg_id):
         m = msgs.popleft()
         if not m.quota:
@@ -563,6 +563,7 @@ def _ack(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec) -> tupl
             inc(env, "msg_count", -1)
         if not msgs:
             hub_of(env).over_quota.discard(rid)
+            del env.store.messages[rid]  # idle queues keep no deque
     if sub.get_mode:
         return client.respond(t.corr_id, t.entity_id, b"OK"), None
     if msgs:
