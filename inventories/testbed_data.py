@@ -17,7 +17,6 @@ data = {
     "smp_keystore": os.environ.get("SMPFLEET_KEYSTORE", str(_here / "testbed" / "keystore")),
     "smp_publish_dir": os.environ.get("SMPFLEET_PUBLISH_DIR", str(_here / "testbed" / "published")),
     "smp_ports": [5223, 443],
-    "smp_tor_extra_config": _tor_extra,
 }
 
 
@@ -33,8 +32,10 @@ def _addresses() -> dict:
 
 _addr = _addresses()
 host_data = {
-    "h1": {"smp_fqdn": _addr.get("h1"), "smp_daily_stats": True},
-    "h2": {"smp_onion_only": True, "smp_password_policy": "fixed", "smp_password": "testbed-h2-secret"},
+    # tor on the onion hosts joins the private test network through these lines (SMPFLEET_TOR_EXTRA)
+    "h1": {"smp_fqdn": _addr.get("h1"), "smp_daily_stats": True, "smp_tor_extra_config": _tor_extra},
+    "h2": {"smp_onion_only": True, "smp_password_policy": "fixed", "smp_password": "testbed-h2-secret",
+           "smp_tor_extra_config": _tor_extra},
     "h3": {"smp_fqdn": _addr.get("h3"), "smp_sign_algorithm": "ED25519", "smp_password_policy": "none",
            "smp_onion": False},
 }
