@@ -181,13 +181,25 @@ async def probe(check: Check, socks: str | None, timeout: float) -> Result:
                 pass
 
 
+# Failures that can be transient right after a deploy (a relay restarting, an onion descriptor
+# not yet on the HSDirs); a wrong fingerprint or password never is.
+RETRYABLE = (UNREACHABLE, TIMEOUT)
+
+
 async def verify(servers: list[PublishedServer], socks: str | None, timeout: float = 30.0,
-                 concurrency: int = 8) -> list[Result]:
+                 concurrency: int = 8, retry_for: float = 0.0) -> list[Result]:
+    """Probe every check; with `retry_for` > 0, re-probe unreachable/timed-out ones every 2 s
+    until they work or that many seconds have passed (the last result is reported)."""
     sem = asyncio.Semaphore(concurrency)
+    deadline = time.monotonic() + retry_for
 
     async def one(ch: Check) -> Result:
-        async with sem:
-            return await probe(ch, socks, timeout)
+        while True:
+            async with sem:
+                r = await probe(ch, socks, timeout)
+            if r.kind not in RETRYABLE or time.monotonic() + 2 > deadline:
+                return r
+            await asyncio.sleep(2)
 
     return list(await asyncio.gather(*(one(ch) for ch in plan_checks(servers))))
 
@@ -242,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socks", help="tor SOCKS5 proxy HOST:PORT for the .onion hosts, e.g. 127.0.0.1:9050")
     ap.add_argument("--public-only", action="store_true", help="check only the public hosts (onion hosts are left out)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per step (default 30; onion connects take longer)")
+    ap.add_argument("--retry-for", type=float, default=0.0, metavar="SECONDS",
+                    help="re-try unreachable/timed-out addresses for up to SECONDS (e.g. right after a deploy, "
+                         "while onion descriptors are published); default 0: report the first answer")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = ap.parse_args(argv)
     try:
@@ -250,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except VerifyError as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 2
-    results = asyncio.run(verify(servers, socks, args.timeout))
+    results = asyncio.run(verify(servers, socks, args.timeout, retry_for=args.retry_for))
     if args.public_only:
         results = [r for r in results if not r.check.via_socks]
     if args.json:

@@ -94,15 +94,16 @@ class LocalRelay:
 
 @pytest.fixture
 def local_relays(tmp_path):
-    """Factory: local_relays(name, password) -> a started LocalRelay; all stopped at teardown."""
+    """Factory: local_relays(name, password, start=True) -> a LocalRelay; all stopped at teardown."""
     made: list[LocalRelay] = []
 
-    def make(name: str, password: str | None) -> LocalRelay:
+    def make(name: str, password: str | None, start: bool = True) -> LocalRelay:
         r = LocalRelay(name, tmp_path / name, _free_port(), password)
         r.root.mkdir()
         made.append(r)
         r.init()
-        r.start()
+        if start:
+            r.start()
         return r
 
     try:

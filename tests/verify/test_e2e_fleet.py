@@ -107,7 +107,8 @@ def test_every_published_address_works_over_tls_and_onion(e2e):
     expected = {(s["host"], h) for s in doc["servers"] for h in s["hosts"]}
     assert len(expected) == 5  # h1 public+onion, h2 onion only, h3 public+onion
     assert sum(h.endswith(".onion") for _, h in expected) == 3
-    rc, results = run_verify(e2e.published, "--socks", e2e.socks)
+    # right after the deploy an onion descriptor may still be on its way to the HSDirs
+    rc, results = run_verify(e2e.published, "--socks", e2e.socks, "--retry-for", "60")
     for r in results:
         print(f"\n  {r['server']} {r['host'][:20]:20} {r['result']} connect {r['connect_ms']:.0f} ms, "
               f"SEND->MSG {r['message_ms']:.0f} ms, total {r['total_ms']:.0f} ms" if r["result"] == "ok" else r)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,30 @@ def test_local_relays_direct_and_onion(local_relays, tornet_loopback, tmp_path):
         assert [r["result"] for r in res] == ["unreachable", "unreachable", "unreachable"]
 
 
-def test_tampered_fingerprint_locally(local_relays, tmp_path):
+def test_tampered_fingerprint_locally_is_not_retried(local_relays, tmp_path):
     a = local_relays("rc", None)
     other = "evk6yvqIaOtOVWfFhXQTdQRtlKeDy_4MXsJDYh2agys="  # a real CA hash, not this relay's
     publish.write_published(tmp_path, [publish.server_entry("rc", other, None, ["127.0.0.1"], [a.port])])
-    rc, out, res = run_verify(tmp_path / "servers.json", "--json")
+    t0 = time.monotonic()
+    rc, out, res = run_verify(tmp_path / "servers.json", "--json", "--retry-for", "60")
     assert rc == 1 and res[0]["result"] == "wrong fingerprint"
+    assert time.monotonic() - t0 < 30  # a wrong identity is final, not waited on
+
+
+def test_retry_for_waits_for_a_relay_that_comes_up(local_relays, tmp_path):
+    r = local_relays("rd", None, start=False)
+    publish.write_published(tmp_path, [publish.server_entry("rd", r.fingerprint, None, ["127.0.0.1"], [r.port])])
+    rc, _, res = run_verify(tmp_path / "servers.json", "--json")
+    assert rc == 1 and res[0]["result"] == "unreachable"
+    proc = subprocess.Popen([sys.executable, "-m", "smpfleet.verify", str(tmp_path / "servers.json"), "--json",
+                             "--retry-for", "60"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None  # still retrying
+        r.start()
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and json.loads(out)[0]["result"] == "ok"
