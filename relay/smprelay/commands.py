@@ -23,6 +23,7 @@ from . import crypto as c
 from . import encoding as e
 from . import protocol as p
 from .env import ServerEnv
+from .transport import BlockError, parse_batch
 from .queue_store import ID_BYTES, LinkData, Message, NotifierCreds, QueueRec, QueueStore
 
 # Dummy keys from upstream Server.hs: verification against them equalises AUTH timing.
@@ -48,6 +49,7 @@ class Client:
     rcv_active: float = field(default_factory=time.time)
     snd_active: float = field(default_factory=time.time)
     closed: bool = False
+    sess_secret: bytes | None = None  # X25519(our handshake key, client's), for RFWD
 
     def respond(self, corr_id: bytes, entity_id: bytes, msg: bytes) -> bytes:
         return p.encode_response(self.params, corr_id, entity_id, msg)
@@ -283,7 +285,7 @@ def execute(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec | Non
     if tag == "PFWD":
         return er(b"PROXY NO_SESSION")
     if tag == "RFWD":
-        return client.respond(corr, b"", p.err(b"PROXY BROKER TRANSPORT NO_AUTH")), None
+        return client.respond(corr, b"", forwarded(env, client, corr, cmd.body)), None
     if q is None:
         return er(b"INTERNAL")
     store = env.store
@@ -703,6 +705,76 @@ def _queue_info(env: ServerEnv, client: Client, q: QueueRec) -> str:
     if msgs:
         info["qiMsg"] = {"msgId": e.ss(msgs[0].msg_id).hex(), "msgTs": msgs[0].ts, "msgType": "quota" if msgs[0].quota else "message"}
     return json.dumps(info, separators=(",", ":"))
+
+
+# -- private message routing, destination side (upstream ``processForwardedCommand``) ------------
+PADDED_PROXIED_T_LENGTH = 16226
+FORWARDABLE = {"SEND", "SKEY", "LKEY", "LGET"}
+
+
+def forwarded(env: ServerEnv, proxy: Client, corr_id: bytes, enc: bytes) -> bytes:
+    """Answer ``RFWD``: decrypt both layers, run one sender command, encrypt the reply twice.
+
+    Returns the message bytes (``RRES ...`` or ``ERR ...``) of the response to the proxy.
+    """
+    secret = proxy.sess_secret
+    if secret is None:
+        return p.err(b"PROXY BROKER TRANSPORT NO_AUTH")
+    proxy_nonce = c.cb_nonce(corr_id)
+    try:
+        fwd = c.cb_decrypt(secret, proxy_nonce, enc)
+    except c.CryptoError:
+        return p.err(b"CRYPTO")
+    try:
+        fp = e.Parser(fwd)
+        fwd_corr = fp.ss()
+        fwd_version = fp.w16()
+        fwd_key = c.decode_public_key(fp.ss())
+        if fwd_key.alg != "x25519":
+            raise e.ParseError("forwarding key must be X25519")
+        et = fp.tail()
+    except (e.ParseError, c.CryptoError):
+        return p.err(b"CMD SYNTAX")
+    try:
+        client_secret = c.x25519(proxy.server_dh_sk, fwd_key.raw)
+    except c.CryptoError:
+        return p.err(b"CRYPTO")
+    client_nonce = c.cb_nonce(fwd_corr)
+    try:
+        block = e.unpad(c.cb_decrypt(client_secret, client_nonce, et))
+    except (c.CryptoError, e.ParseError):
+        return p.err(b"CRYPTO")
+    inner = Client(p.Params(fwd_version, proxy.params.session_id), proxy.server_dh_sk, proxy.send)
+    inner.closed = True  # nothing is ever sent to the proxied client directly
+    response = _forwarded_response(env, inner, block)
+    try:
+        reply = bytes((1,)) + e.large(response)
+        r2 = c.cb_encrypt(client_secret, client_nonce[::-1], e.pad(reply, PADDED_PROXIED_T_LENGTH))
+    except ValueError:
+        return p.err(b"BLOCK")
+    inc(env, "p_msg_fwds_recv")
+    r3 = c.cb_encrypt(secret, proxy_nonce[::-1], e.ss(fwd_corr) + r2)
+    return b"RRES " + r3
+
+
+def _forwarded_response(env: ServerEnv, inner: Client, block: bytes) -> bytes:
+    try:
+        items = parse_batch(block)
+    except BlockError:
+        return inner.respond(b"", b"", p.err(b"BLOCK"))
+    if len(items) != 1:
+        return inner.respond(b"", b"", p.err(b"BLOCK"))
+    try:
+        t = p.parse_transmission(inner.params, items[0])
+    except p.ProtocolError as pe:
+        return inner.respond(pe.corr_id, pe.entity_id, p.err(pe.error))
+    if t.cmd.tag not in FORWARDABLE:
+        return inner.respond(t.corr_id, t.entity_id, p.err(b"CMD PROHIBITED"))
+    q, er = verify(env, inner, t)
+    if er is not None:
+        return inner.respond(t.corr_id, t.entity_id, p.err(er))
+    r, _ = execute(env, inner, t, q)
+    return r if r is not None else inner.respond(t.corr_id, t.entity_id, p.err(b"INTERNAL"))
 
 
 # -- housekeeping (called by the session edge) -----------------------------------------------------------

@@ -217,8 +217,11 @@ def parse_command(v: int, raw: bytes) -> Command:
     elif tag == "LSET":
         p.space()
         cmd = Command("LSET", link_id=p.ss(), fixed_data=p.large(), user_data=p.large())
-    elif tag in ("PRXY", "PFWD", "RFWD"):
-        # Private message routing is not offered by this relay; parsed to the tag only.
+    elif tag == "RFWD":
+        p.space()
+        cmd = Command("RFWD", body=p.tail())
+    elif tag in ("PRXY", "PFWD"):
+        # This relay is not a sending proxy; the parameters are not needed to refuse.
         p.space()
         p.tail()
         cmd = Command(tag)

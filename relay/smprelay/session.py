@@ -66,6 +66,7 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         else:
             codec = BlockCodec()
         client = _make_client(env, writer, codec, p.Params(ch.version, session_id), hs_sk)
+        client.sess_secret = dh
         if env.settings.inactive_ttl:
             expiry = asyncio.create_task(_expire_inactive(env, client, writer))
         await _receive_loop(env, client, reader, writer, codec)

@@ -1,0 +1,150 @@
+"""Command semantics at the unit level (no sockets): private-routing RFWD on the destination
+side, batch execution order, quota marker. The scenario tests drive the real server."""
+
+import os
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from smprelay import commands
+from smprelay import crypto as c
+from smprelay import encoding as e
+from smprelay import protocol as p
+from smprelay.env import ProtocolSettings, ServerEnv
+from smprelay.queue_store import QueueStore
+from smprelay.transport import parse_batch
+
+SID = os.urandom(32)
+V = 18
+
+
+def ed_pub(k):
+    return c.SPKI_PREFIX["ed25519"] + c.public_raw(k)
+
+
+def tx(key, corr, ent, cmd, v=V, sid=SID):
+    body = e.ss(corr) + e.ss(ent) + cmd
+    auth = key.sign(e.ss(sid) + body) if key else b""
+    return e.ss(auth) + (b"0" if key and v >= 16 else b"") + body
+
+
+def parse_resp(t):
+    pr = e.Parser(t)
+    assert pr.ss() == b""
+    return pr.ss(), pr.ss(), pr.tail()
+
+
+@pytest.fixture
+def env():
+    return ServerEnv(QueueStore(), ProtocolSettings(msg_queue_quota=3), None, [], b"k" * 32, None)
+
+
+def mk_client(out, v=V):
+    sk, pk = c.x25519_keypair()
+    cl = commands.Client(p.Params(v, SID), sk, out.extend)
+    return cl, pk
+
+
+def new_queue(env, client, out, rk):
+    _, dpk = c.x25519_keypair()
+    cmd = b"NEW " + e.ss(ed_pub(rk)) + e.ss(c.x25519_spki(dpk)) + b"0C1M00"
+    commands.process_block(env, client, [tx(rk, b"n" * 24, b"", cmd)])
+    _, _, ids = parse_resp(out.pop())
+    ip = e.Parser(ids[4:])
+    return ip.ss(), ip.ss()
+
+
+def test_rfwd_send_through_proxy(env):
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    rid, sid = new_queue(env, owner, out, rk)
+    # the proxy's connection: its handshake DH gives the session secret
+    proxy, srv_pk = mk_client(out)
+    proxy_sk, proxy_pk = c.x25519_keypair()
+    proxy.sess_secret = c.x25519(proxy.server_dh_sk, proxy_pk)
+    # the end client encrypts its SEND to the destination's handshake key
+    cli_sk, cli_pk = c.x25519_keypair()
+    client_secret = c.x25519(cli_sk, srv_pk)
+    fwd_corr = os.urandom(24)
+    inner = bytes((1,)) + e.large(tx(None, b"i" * 24, sid, b"SEND F forwarded"))
+    et = c.cb_encrypt(client_secret, fwd_corr, e.pad(inner, 16226))
+    fwd = e.ss(fwd_corr) + e.w16(V) + e.ss(c.x25519_spki(cli_pk)) + et
+    corr = os.urandom(24)
+    enc = c.cb_encrypt(c.x25519(proxy_sk, srv_pk), corr, fwd)
+    commands.process_block(env, proxy, [tx(None, corr, b"", b"RFWD " + enc)])
+    rc, ent, msg = parse_resp(out.pop())
+    assert rc == corr and ent == b"" and msg.startswith(b"RRES ")
+    r3 = c.cb_decrypt(c.x25519(proxy_sk, srv_pk), corr[::-1], msg[5:])
+    rp = e.Parser(r3)
+    assert rp.ss() == fwd_corr
+    reply = e.unpad(c.cb_decrypt(client_secret, fwd_corr[::-1], rp.tail()))
+    assert len(rp.buf) - 25 == 16 + 16226
+    assert parse_resp(parse_batch(reply)[0]) == (b"i" * 24, sid, b"OK")
+    assert env.store.messages[rid][0].body == b"forwarded"
+
+
+def test_rfwd_refuses_recipient_commands_and_bad_crypto(env):
+    out: list[bytes] = []
+    proxy, srv_pk = mk_client(out)
+    proxy.sess_secret = None
+    commands.process_block(env, proxy, [tx(None, b"c" * 24, b"", b"RFWD xyz")])
+    assert parse_resp(out.pop())[2] == b"ERR PROXY BROKER TRANSPORT NO_AUTH"
+    proxy_sk, proxy_pk = c.x25519_keypair()
+    proxy.sess_secret = c.x25519(proxy.server_dh_sk, proxy_pk)
+    commands.process_block(env, proxy, [tx(None, b"c" * 24, b"", b"RFWD " + os.urandom(100))])
+    assert parse_resp(out.pop())[2] == b"ERR CRYPTO"
+    cli_sk, cli_pk = c.x25519_keypair()
+    fwd_corr = os.urandom(24)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    inner = bytes((1,)) + e.large(tx(rk, b"i" * 24, b"q" * 24, b"SUB"))
+    et = c.cb_encrypt(c.x25519(cli_sk, srv_pk), fwd_corr, e.pad(inner, 16226))
+    fwd = e.ss(fwd_corr) + e.w16(V) + e.ss(c.x25519_spki(cli_pk)) + et
+    corr = os.urandom(24)
+    commands.process_block(env, proxy, [tx(None, corr, b"", b"RFWD " + c.cb_encrypt(proxy.sess_secret, corr, fwd))])
+    _, _, msg = parse_resp(out.pop())
+    r3 = e.Parser(c.cb_decrypt(proxy.sess_secret, corr[::-1], msg[5:]))
+    r3.ss()
+    reply = e.unpad(c.cb_decrypt(c.x25519(cli_sk, srv_pk), fwd_corr[::-1], r3.tail()))
+    assert parse_resp(parse_batch(reply)[0])[2] == b"ERR CMD PROHIBITED"
+
+
+def test_sends_in_one_block_are_stored_in_reverse_and_answered_in_order(env):
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    rid, sid = new_queue(env, owner, out, rk)
+    commands.process_block(env, owner, [tx(rk, b"s" * 24, rid, b"SUB")])
+    out.clear()
+    sender, _ = mk_client(out)
+    ts = [tx(None, b"%d" % i * 24, sid, b"SEND F m%d" % i) for i in range(3)]
+    commands.process_block(env, sender, ts)
+    # the owner is subscribed: the first stored message (the last SEND) is pushed first
+    pushed = [parse_resp(t) for t in out if parse_resp(t)[2].startswith(b"MSG")]
+    oks = [parse_resp(t)[0][:1] for t in out if parse_resp(t)[2] == b"OK"]
+    assert oks == [b"0", b"1", b"2"] and len(pushed) == 1
+    assert [m.body for m in env.store.messages[rid]] == [b"m2", b"m1", b"m0"]
+
+
+def test_quota_marker_and_recovery(env):
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    rid, sid = new_queue(env, owner, out, rk)
+    sender, _ = mk_client(out)
+    results = []
+    for i in range(5):
+        commands.process_block(env, sender, [tx(None, b"c" * 24, sid, b"SEND F x")])
+        results.append(parse_resp(out.pop())[2])
+    assert results == [b"OK", b"OK", b"OK", b"ERR QUOTA", b"ERR QUOTA"]
+    msgs = env.store.messages[rid]
+    assert len(msgs) == 4 and msgs[-1].quota
+    # drain everything, then sending works again
+    out.clear()
+    commands.process_block(env, owner, [tx(rk, b"s" * 24, rid, b"SUB")])
+    for _ in range(4):
+        head = env.store.messages[rid][0].msg_id
+        commands.process_block(env, owner, [tx(rk, b"a" * 24, rid, b"ACK " + e.ss(head))])
+    assert rid not in env.store.messages
+    commands.process_block(env, sender, [tx(None, b"c" * 24, sid, b"SEND F again")])
+    assert parse_resp(out[-1])[2] == b"OK"
