@@ -806,6 +806,8 @@ class SMPClient:
         self._orphans: dict[bytes, list[Response]] = {}
         self.events: asyncio.Queue = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._outbox: list[bytes] = []
+        self._flush_pending = False
         self.closed: BaseException | None = None
 
     # -- handshake -------------------------------------------------------------------------
@@ -933,6 +935,7 @@ class SMPClient:
             for fut in self._waiting.values():
                 if not fut.done():
                     fut.set_exception(self.closed)
+                    fut.exception()  # retrieved here: a caller that gave up must not log a warning
             self._waiting.clear()
             self.events.put_nowait(_CLOSED)
 
@@ -992,7 +995,39 @@ class SMPClient:
         return [await self.wait(f) for f in futs]
 
     async def request(self, entity_id: bytes, command: bytes, key: AuthKey | None = None) -> Response:
-        return (await self.request_batch([(entity_id, command, key)]))[0]
+        """One command; requests made in the same event-loop turn share blocks (as upstream's
+        client batches), so concurrent callers cost fewer blocks and less block crypto."""
+        corr_id, t = self.transmission(entity_id, command, key)
+        return await self.request_encoded(corr_id, t)
+
+    async def request_encoded(self, corr_id: bytes, t: bytes) -> Response:
+        """Sends an already-encoded transmission (auto-batched) and waits for its response."""
+        if len(t) + 2 > BATCH_CAPACITY:
+            raise ValueError(f"a {len(t)}-byte transmission exceeds the block capacity {BATCH_CAPACITY} (TELargeMsg)")
+        self._check_open()
+        fut = self.expect(corr_id)
+        self._outbox.append(t)
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await self.wait(fut)
+
+    def _flush(self) -> None:
+        """Writes the outbox in as few blocks as fit (≤255 transmissions, ≤ capacity bytes each)."""
+        self._flush_pending = False
+        out, self._outbox = self._outbox, []
+        if self.closed is not None:
+            return
+        batch: list[bytes] = []
+        size = 0
+        for t in out:
+            if batch and (len(batch) == 255 or size + len(t) + 2 > BATCH_CAPACITY):
+                self.writer.write(self._seal(encode_batch(batch)))
+                batch, size = [], 0
+            batch.append(t)
+            size += len(t) + 2
+        if batch:
+            self.writer.write(self._seal(encode_batch(batch)))
 
     async def next_event(self, timeout: float | None = None) -> Response:
         """The next server event (empty corrId): MSG, END, DELD, NMSG, ERR BLOCK…"""
