@@ -124,6 +124,10 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, smp.PasswordRefused):
         return PASSWORD_REFUSED, "the server answered ERR AUTH to NEW: the address's password is wrong or new queues are off"
     if isinstance(exc, smp.Unreachable):
+        # The client reports TCP and TLS failures alike; a port that answered but failed the TLS
+        # handshake is not "unreachable" to an operator: something else listens there.
+        if "[SSL" in str(exc) or "SSLError" in str(exc):
+            return HANDSHAKE_ERROR, f"TLS handshake failed: {exc}"
         return UNREACHABLE, str(exc)
     if isinstance(exc, smp.HandshakeError):
         return HANDSHAKE_ERROR, str(exc)

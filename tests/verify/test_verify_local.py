@@ -4,7 +4,9 @@ an onion service of the loopback private Tor network that forwards to the relay.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -101,3 +103,25 @@ def test_retry_for_waits_for_a_relay_that_comes_up(local_relays, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and json.loads(out)[0]["result"] == "ok"
+
+
+def test_port_that_is_not_an_smp_relay_is_a_handshake_error(tmp_path):
+    """Something answers on the port but it is not TLS/SMP (here: an SSH-like banner)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = srv.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    fp = "evk6yvqIaOtOVWfFhXQTdQRtlKeDy_4MXsJDYh2agys="
+    publish.write_published(tmp_path, [publish.server_entry("ssh", fp, None, ["127.0.0.1"], [port])])
+    try:
+        rc, out, res = run_verify(tmp_path / "servers.json", "--json")
+    finally:
+        srv.close()
+    assert rc == 1 and res[0]["result"] == "handshake error" and "TLS" in res[0]["detail"]

@@ -62,7 +62,9 @@ def test_entry_whose_fields_contradict_its_address_is_reported():
 @pytest.mark.parametrize(
     "exc, kind",
     [(smp.WrongFingerprint("x"), verify.WRONG_FINGERPRINT), (smp.PasswordRefused("AUTH"), verify.PASSWORD_REFUSED),
-     (smp.Unreachable("refused"), verify.UNREACHABLE), (smp.HandshakeError("v"), verify.HANDSHAKE_ERROR),
+     (smp.Unreachable("refused"), verify.UNREACHABLE),
+     (smp.Unreachable("cannot connect to h:5223: [SSL: WRONG_VERSION_NUMBER] wrong version number"),
+      verify.HANDSHAKE_ERROR), (smp.HandshakeError("v"), verify.HANDSHAKE_ERROR),
      (smp.SMPTimeout("t"), verify.TIMEOUT), (smp.ConnectionClosed("c"), verify.PROTOCOL_ERROR),
      (RuntimeError("boom"), verify.PROTOCOL_ERROR)],
 )
