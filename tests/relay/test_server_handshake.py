@@ -165,3 +165,43 @@ def test_upstream_fixture_certificates(relay_factory):
             await queue_roundtrip(c)
 
     run(scenario())
+
+
+def _ctx_offering(tls13_suites: bytes | None, tls12_ciphers: str | None) -> "ssl.SSLContext":
+    import ctypes
+    import ssl
+    import _ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.set_alpn_protocols(["smp/1"])
+    if tls12_ciphers:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(tls12_ciphers)
+    if tls13_suites:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        f = ctypes.CDLL(_ssl.__file__).SSL_CTX_set_ciphersuites
+        f.argtypes, f.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+        assert f(ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value, tls13_suites) == 1
+        assert ctx.get_ciphers()[0]["name"] == tls13_suites.decode()
+    return ctx
+
+
+@pytest.mark.parametrize(
+    "tls13,tls12",
+    [(b"TLS_AES_256_GCM_SHA384", None), (b"TLS_AES_128_GCM_SHA256", None), (None, "ECDHE-ECDSA-AES256-GCM-SHA384")],
+)
+def test_tls_refuses_ciphers_other_than_chacha20(relay, tls13, tls12):
+    """Upstream ``defaultSupportedParams`` (Transport.hs) lists only TLS13 CHACHA20POLY1305 and
+    ECDHE-ECDSA-CHACHA20POLY1305: a client offering nothing else fails the TLS handshake."""
+    import ssl
+
+    async def scenario():
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _, w = await asyncio.open_connection("127.0.0.1", relay.port, ssl=_ctx_offering(tls13, tls12),
+                                                 server_hostname="")
+            w.close()
+        async with await smp.connect(relay.address) as c:  # ChaCha20 offer still works
+            assert c.tls[1] == "TLS_CHACHA20_POLY1305_SHA256"
+
+    run(scenario())
