@@ -153,7 +153,7 @@ def leftovers(inst: Instance) -> dict[str, list[str]]:
         "routes": network.our_routes(inst),
         "mounts": [str(p) for p in hosts.mount_points(inst.state_dir)],
         "cgroups": [str(d) for d in inst.cgroup_dirs() if d.exists()],
-        "processes": [str(p) for p in sorted(hosts.cgroup_pids(inst.cgroup_dirs()))],
+        "processes": [str(p) for p in sorted(hosts.cgroup_pids(inst.cgroup_dirs()) | hosts.nspawn_pids(inst))],
         "state": [str(p) for p in inst.made_paths() if p.exists()],
     }
 

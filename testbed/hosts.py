@@ -132,6 +132,15 @@ def _our_nspawn(inst: Instance, pid: int) -> bool:
         for a in argv)
 
 
+def nspawn_pids(inst: Instance) -> set[int]:
+    """PIDs of this instance's nspawn processes, found by command line (independent of cgroups)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _our_nspawn(inst, int(proc.name)):
+            found.add(int(proc.name))
+    return found
+
+
 def cgroup_pids(dirs: list[Path]) -> set[int]:
     pids: set[int] = set()
     for top in dirs:

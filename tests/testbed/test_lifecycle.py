@@ -64,12 +64,16 @@ def inst():
 def test_up_after_crash_then_down_leaves_nothing(inst, testbed):
     f = fleet.up(inst, 1, log=lambda _: None)
     assert f.run("h1", "cat /proc/1/comm").stdout.strip() == "systemd"
+    assert fleet.leftovers(inst)["processes"]  # a running host is seen as processes
     # Crash: the nspawn supervisor dies without cleaning anything up.
     pid = int((inst.host_dir(1) / "pid").read_text())
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     left = _traces(inst)
     assert left["netns"] and left["links"] and left["mounts"] and left["cgroups"], left
+    seen = fleet.leftovers(inst)  # the testbed's own view finds the same leftovers
+    assert seen["namespaces"] == left["netns"] and seen["mounts"] == left["mounts"], (seen, left)
+    assert set(seen["links"]) == set(left["links"]) and seen["cgroups"] == left["cgroups"]
 
     p = _cli("up", "2")
     assert p.returncode == 0, p.stderr
