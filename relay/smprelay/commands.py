@@ -98,6 +98,13 @@ def inc(env: ServerEnv, name: str, n: int = 1) -> None:
         setattr(s, name, v + n)
 
 
+def active(env: ServerEnv, rid: bytes, ntf: bool = False) -> None:
+    """Upstream ``updatePeriodStats``: the queue was active today/this week/this month."""
+    f = getattr(env.stats, "ntf_queue_active" if ntf else "msg_queue_active", None)
+    if f is not None:
+        f(rid)
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -343,7 +350,7 @@ def execute(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec | Non
         if q.notifier is not None:
             nid = q.notifier.notifier_id
             hub.ntfs.pop(nid, None)
-            _end_ntf_sub(hub, nid, None)
+            _end_ntf_sub(hub, nid, client)
             store.delete_notifier(q)
             inc(env, "ntf_deleted")
         return ok()
@@ -475,12 +482,13 @@ def _take_subscription(hub: Hub, client: Client, rid: bytes) -> None:
             prev.send([prev.respond(b"", rid, b"END")])
 
 
-def _end_ntf_sub(hub: Hub, nid: bytes, event: bytes | None) -> None:
+def _end_ntf_sub(hub: Hub, nid: bytes, by: Client | None) -> None:
+    """Notifier credentials removed or replaced: another subscribed connection gets DELD."""
     prev = hub.ntf_subscribers.pop(nid, None)
     if prev is not None:
         prev.ntf_subs.discard(nid)
-        if event and not prev.closed:
-            prev.send([prev.respond(b"", nid, event)])
+        if prev is not by and not prev.closed:
+            prev.send([prev.respond(b"", nid, p.deld_msg(prev.params.version))])
 
 
 def _box_key(hub: Hub, q: QueueRec) -> bytes:
@@ -560,8 +568,10 @@ def _ack(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec) -> tupl
             inc(env, "msg_recv")
             if sub.get_mode:
                 inc(env, "msg_recv_get")
+            active(env, rid)
             if m.notification:
                 inc(env, "msg_recv_ntf")
+                active(env, rid, ntf=True)
             inc(env, "msg_count", -1)
         if not msgs:
             hub_of(env).over_quota.discard(rid)
@@ -603,7 +613,7 @@ def _add_notifier(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec
     if q.notifier is not None:
         old = q.notifier.notifier_id
         hub.ntfs.pop(old, None)
-        _end_ntf_sub(hub, old, None)
+        _end_ntf_sub(hub, old, client)
     env.store.add_notifier(q, NotifierCreds(nid, t.cmd.key.der, secret))
     inc(env, "ntf_created")
     return client.respond(t.corr_id, t.entity_id, p.nid_msg(nid, c.x25519_spki(pk))), None
@@ -624,7 +634,7 @@ def _delete_queue(env: ServerEnv, client: Client, q: QueueRec) -> None:
     if q.notifier is not None:
         nid = q.notifier.notifier_id
         hub.ntfs.pop(nid, None)
-        _end_ntf_sub(hub, nid, None)
+        _end_ntf_sub(hub, nid, client)
     inc(env, "q_deleted_all")
     inc(env, "q_deleted_new" if q.sender_key is None else "q_deleted_secured")
     inc(env, "q_count", -1)
@@ -679,7 +689,9 @@ def _send(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec, now: i
     if cmd.notification and q.notifier is not None:
         _notify(env, hub, q.notifier, m)
         inc(env, "msg_sent_ntf")
+        active(env, rid, ntf=True)
     inc(env, "msg_sent")
+    active(env, rid)
     inc(env, "msg_count")
     return resp(b"OK")
 
@@ -691,6 +703,7 @@ def _notify(env: ServerEnv, hub: Hub, n: NotifierCreds, m: Message) -> None:
     sc = hub.ntf_subscribers.get(n.notifier_id)
     if sc is not None and not sc.closed:
         sc.send([sc.respond(b"", n.notifier_id, p.nmsg_msg(nonce, enc))])
+        inc(env, "msg_ntfs")
     else:
         hub.ntfs.setdefault(n.notifier_id, deque()).append(PendingNtf(nonce, enc, m.ts))
     inc(env, "ntf_count")
