@@ -204,6 +204,32 @@ def test_second_run_reports_no_changes(env):
     assert changes(proc.stdout + proc.stderr) == 0, proc.stdout[-3000:]
 
 
+def test_new_relay_version_is_installed_and_restarts_the_relays(env):
+    import shutil
+    import zipfile
+
+    pids = {h: run(env, h, "systemctl show -p MainPID --value smp-server") for h in ("h1", "h2", "h3")}
+    new = env["tmp"] / "bundle2"
+    shutil.copytree(env["bundle"], new)
+    wheel = next(new.glob("smpfleet_relay-*.whl"))
+    with zipfile.ZipFile(wheel, "a") as z:  # a changed relay that kept its version number
+        z.writestr("smprelay/_upgrade_marker.py", "BUILD = 'upgrade-test'\n")
+    env["bundle"] = new
+    proc, _ = deploy(env, write_data(env))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    ops = changed_ops(out)
+    assert ops["smp-server running and enabled"] == 3 and any(k.startswith("install relay bundle") for k in ops)
+    for h in ("h1", "h2", "h3"):
+        assert run(env, h, "/opt/smpfleet/venv/bin/python -c 'import smprelay._upgrade_marker as m; print(m.BUILD)'") \
+            == "upgrade-test"
+        assert run(env, h, "ls /opt/smpfleet/bundles").split() == [
+            __import__("smpfleet.bundle", fromlist=["x"]).from_directory(new).digest]
+        assert run(env, h, "systemctl show -p MainPID --value smp-server") != pids[h]
+    proc, _ = deploy(env, write_data(env))
+    assert changes(proc.stdout + proc.stderr) == 0
+
+
 def test_changed_setting_dry_run_then_restarts_only_that_relay(env):
     pids = {h: run(env, h, "systemctl show -p MainPID --value smp-server") for h in ("h1", "h2", "h3")}
     data = write_data(env, h3={"smp_daily_stats": True})
