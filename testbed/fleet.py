@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -20,7 +20,7 @@ from pathlib import Path
 from . import hosts, image, inventory, network, packages
 from .errors import TestbedError
 from .instance import MAX_HOSTS, STATE_ROOT, Instance
-from .system import check_cgroups, check_root, check_tools, run
+from .system import check_cgroups, check_root, check_tools, mount_points, run
 
 READY_TIMEOUT = 120.0
 Log = Callable[[str], None]
@@ -117,8 +117,8 @@ def _teardown(inst: Instance, log: Log = print) -> tuple[int, int]:
     for index in {inst.subnet_index, recorded} - {None}:  # also an earlier run's --subnet-index
         sub = Instance.make(inst.name, index)
         network.destroy(sub, guard_route=subnet_claimed_by(sub) is None)
-    if hosts.mount_points(inst.state_dir):  # never delete through a mount
-        raise TestbedError(f"still mounted under {inst.state_dir}: {hosts.mount_points(inst.state_dir)}")
+    if mount_points(inst.state_dir):  # never delete through a mount
+        raise TestbedError(f"still mounted under {inst.state_dir}: {mount_points(inst.state_dir)}")
     for path in inst.made_paths():
         if path.is_dir():
             shutil.rmtree(path)
@@ -151,7 +151,7 @@ def leftovers(inst: Instance) -> dict[str, list[str]]:
         "namespaces": network.our_namespaces(inst),
         "links": network.our_links(inst),
         "routes": network.our_routes(inst),
-        "mounts": [str(p) for p in hosts.mount_points(inst.state_dir)],
+        "mounts": [str(p) for p in mount_points(inst.state_dir)],
         "cgroups": [str(d) for d in inst.cgroup_dirs() if d.exists()],
         "processes": [str(p) for p in sorted(hosts.cgroup_pids(inst.cgroup_dirs()) | hosts.nspawn_pids(inst))],
         "state": [str(p) for p in inst.made_paths() if p.exists()],
@@ -291,7 +291,3 @@ def status(inst: Instance) -> dict[str, object]:
         info.update(data)
     info["leftovers"] = {k: v for k, v in leftovers(inst).items() if v}
     return info
-
-
-def hosts_of(fleet: Fleet) -> Sequence[str]:
-    return [h["name"] for h in fleet.hosts]

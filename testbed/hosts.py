@@ -19,7 +19,7 @@ from .errors import TestbedError
 from .image import APT_MOUNT, WHEELS_MOUNT
 from .instance import Instance
 from .network import netns_path
-from .system import run
+from .system import mount_points, run
 
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 STOP_TIMEOUT = 20.0
@@ -30,16 +30,6 @@ def etc_hosts(inst: Instance, count: int) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     lines += [f"{inst.host_address(i)}\t{inst.host_name(i)}" for i in range(1, count + 1)]
     return "\n".join(lines) + "\n"
-
-
-def mount_points(under: Path) -> list[Path]:
-    """Mount points at or below a path (deepest first, the order to unmount them)."""
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = Path(line.split()[4].encode().decode("unicode_escape"))
-        if point == under or under in point.parents:
-            found.append(point)
-    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
 
 
 def prepare_rootfs(inst: Instance, index: int, count: int, image: Path, pubkey: str) -> Path:

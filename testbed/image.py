@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import TestbedError
 from .instance import CACHE_ROOT
-from .system import run
+from .system import remove_tree, run
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("SMPFLEET_TESTBED_MIRROR", "http://deb.debian.org/debian")
@@ -101,16 +101,20 @@ def build_image(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, log=pri
                 f"({', '.join(overlays_using(target))}); take their testbeds down first"
             )
         tmp = cache_root / f".{target.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         tmp.mkdir()
         started = time.monotonic()
         log(f"image: debootstrap {SUITE} from {MIRROR} into {tmp} (about a minute)")
         try:
-            run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                 SUITE, str(tmp), MIRROR], timeout=1800)
+            try:
+                run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+                     SUITE, str(tmp), MIRROR], timeout=1800)
+            except TestbedError as e:
+                raise TestbedError(f"{e}\n(debootstrap needs the Debian mirror {MIRROR}; "
+                                   "point SMPFLEET_TESTBED_MIRROR at a reachable one)") from None
             apply_template_fixes(tmp)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
         if target.exists():
             old = cache_root / f".{target.name}.old"

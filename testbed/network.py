@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import TestbedError
 from .instance import Instance
-from .system import run
+from .system import mount_points, run
 
 BLACKHOLE_METRIC = 1000  # above the bridge's connected route: it only applies when the bridge is gone
 NETNS_DIR = Path("/run/netns")
@@ -109,7 +109,5 @@ def release_netns_dir() -> None:
     """`ip netns add` bind-mounts /run/netns on itself; undo that once no namespace (of anyone)
     is left in it. umount without -l fails while busy, so a concurrent user is never disturbed."""
     if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
-        mounted = any(line.split()[4] == str(NETNS_DIR)
-                      for line in Path("/proc/self/mountinfo").read_text().splitlines())
-        if mounted:
+        if NETNS_DIR in mount_points(NETNS_DIR):
             run(["umount", str(NETNS_DIR)], check=False)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from .errors import TestbedError
 
@@ -20,7 +21,6 @@ TOOLS: Mapping[str, str] = {
     "apt-cache": "apt",
     "mount": "mount",
     "umount": "mount",
-    "nsenter": "util-linux",
 }
 
 
@@ -75,3 +75,23 @@ def run(cmd: Sequence[str], *, check: bool = True, input: str | None = None,
             f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip() or proc.stdout.strip()}"
         )
     return proc
+
+
+def mount_points(under: Path) -> list[Path]:
+    """Mount points at or below a path (deepest first, the order to unmount them)."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = Path(line.split()[4].encode().decode("unicode_escape"))
+        if point == under or under in point.parents:
+            found.append(point)
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that first unmounts whatever is mounted below (a killed debootstrap can leave its
+    proc/sys mounts behind) and refuses to delete through a mount it could not undo."""
+    for point in mount_points(path):
+        run(["umount", str(point)], check=False)
+    if mount_points(path):
+        raise TestbedError(f"cannot remove {path}: still mounted below it: {mount_points(path)}")
+    shutil.rmtree(path, ignore_errors=True)

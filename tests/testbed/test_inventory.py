@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from smpfleet_testbed import inventory
 from smpfleet_testbed.inventory import HostEntry
