@@ -1,6 +1,7 @@
 """Clear errors for what the operator must fix: not root, a missing tool (and its package), bad input."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,19 @@ def test_cgroup_layout_hybrid_is_accepted_and_others_are_refused():
     pure_v2 = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n"
     with pytest.raises(TestbedError, match=r"/sys/fs/cgroup/unified \(want cgroup2, found nothing mounted\)"):
         check_cgroups(pure_v2)
+
+
+@pytest.mark.testbed
+@pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root")
+def test_cli_image_and_repo_report_the_shared_cache():
+    from smpfleet_testbed import image as image_mod, packages as pk
+    p = _cli("image")
+    assert p.returncode == 0, p.stderr
+    assert str(image_mod.image_dir()) in p.stdout
+    assert (image_mod.image_dir() / "usr/lib/systemd/systemd").exists()
+    p = _cli("repo")
+    assert p.returncode == 0, p.stderr
+    packages_index = (pk.apt_repo_dir() / "Packages").read_text()
+    assert "Package: tor\n" in packages_index and "Package: tor-geoipdb\n" in packages_index
+    wheels = {w.name.split("-")[0].lower() for w in pk.wheelhouse_dir().glob("*.whl")}
+    assert {"stem", "cryptography", "pynacl", "cffi", "pycparser"} <= wheels
