@@ -410,3 +410,19 @@ def test_batch_executes_right_to_left_answers_in_order(relay):
             assert got == [b"3", b"2", b"1"]
 
     run(scenario())
+
+
+@pytest.mark.parametrize("version,want", [(9, b"OK"), (15, b"OK"), (16, b"SOK 0"), (18, b"SOK 0")])
+def test_sub_answer_per_version(relay, version, want):
+    """SUB answers OK below v16 and ``SOK`` with an empty service id (``0``) from v16."""
+
+    async def scenario():
+        async with await smp.connect(relay.address, version=version) as c:
+            q = await c.create_queue(subscribe=False)
+            r = await c.request(q.rcv_id, b"SUB", q.rcv_key)
+            assert (r.command, r.entity_id) == (want, q.rcv_id)
+            await c.send(q.snd_id, b"pushed")
+            m = await c.receive(q)  # MSG event with empty corrId, entity = recipient id
+            assert m.body == b"pushed"
+
+    run(scenario())
