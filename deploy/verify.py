@@ -24,7 +24,7 @@ from pathlib import Path
 
 from smprelay import client as smp
 
-from .publish import PublishedServer, read_published, mask
+from .publish import PublishedServer, read_published
 
 # Outcome kinds, in the words the operator reads.
 OK = "ok"
@@ -176,6 +176,8 @@ async def probe(check: Check, socks: str | None, timeout: float) -> Result:
         kind, detail = classify(exc)
         if kind in (PROTOCOL_ERROR, TIMEOUT) and stage != "connect":
             detail = f"at {stage}: {detail}"
+        if check.password:  # details go to terminals and CI logs: never the password
+            detail = detail.replace(check.password, "********")
         return Result(check, kind, detail, total_ms=(time.perf_counter() - t0) * 1000)
     finally:
         if c is not None:
@@ -233,7 +235,7 @@ def render_table(results: list[Result]) -> str:
         via = "socks" if r.check.via_socks else "direct"
         rows.append((r.check.server, r.check.host, via, r.kind.upper() if not r.ok else "ok",
                      _ms(r.connect_ms), _ms(r.message_ms), _ms(r.total_ms),
-                     mask(r.detail, r.check.password) if r.check.password else r.detail))
+                     r.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(7)]
     lines = []
     for i, row in enumerate(rows):
