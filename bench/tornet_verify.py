@@ -44,6 +44,15 @@ def _stats(xs: list[float]) -> str:
             + (f"  p90 {xs[int(len(xs) * 0.9) - 1]:.1f}" if len(xs) >= 10 else ""))
 
 
+def _rss_mb(net: tornet.Network) -> float:
+    total_kb = 0
+    for pid in tornet.running_pids(net.root).values():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
 def start_relay(root: Path) -> tuple[subprocess.Popen, int, str]:
     env = {**os.environ, "SMP_SERVER_CFG_PATH": str(root / "cfg"), "SMP_SERVER_LOG_PATH": str(root / "log")}
     subprocess.run([SMP_SERVER, "init", "-y", "--disable-web", "--password", "bench-secret"], env=env,
@@ -94,6 +103,7 @@ def main() -> int:
         print(f"  client bootstrapped 100%  [s]: {_stats(boots)}")
         print(f"  first onion round trip    [s]: {_stats(firsts)}")
         print(f"  onion echo round trip    [ms]: {_stats(rtts)}  (n={len(rtts)})")
+        print(f"  resident memory of the 8 tor processes: {_rss_mb(net):.0f} MB")
         for via in (False, True):
             rs = [r for r in results if r.check.via_socks == via]
             bad = [r for r in rs if not r.ok]
