@@ -299,7 +299,7 @@ def execute(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec | Non
     hub = hub_of(env)
     now = _now()
     if tag != "SEND" and q.status.startswith("blocked"):
-        return er(b"AUTH" if v < p.BLOCKED_ENTITY_VERSION else b"BLOCKED reason=spam")
+        return er(blocked_error(v, q.status))
     store.touch(q, now)
     if tag == "SEND":
         return _send(env, client, t, q, now)
@@ -379,6 +379,16 @@ def execute(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec | Non
     if tag == "QUE":
         return ok(b"INFO " + _queue_info(env, client, q).encode())
     return er(b"INTERNAL")
+
+
+def blocked_error(v: int, status: str) -> bytes:
+    """``ERR BLOCKED <info>`` as each version encodes it: AUTH before v12, no notice before v18."""
+    if v < p.BLOCKED_ENTITY_VERSION:
+        return b"AUTH"
+    info = status.partition(",")[2] or "reason=spam"
+    if v < p.CLIENT_NOTICES_VERSION:
+        info = info.split(",notice=", 1)[0]
+    return b"BLOCKED " + info.encode()
 
 
 def _new_id(store: QueueStore) -> bytes:
@@ -657,7 +667,7 @@ def _send(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec, now: i
         return resp(p.err(b"AUTH"))
     if q.status.startswith("blocked"):
         inc(env, "msg_sent_block")
-        return resp(p.err(b"AUTH" if v < p.BLOCKED_ENTITY_VERSION else b"BLOCKED reason=spam"))
+        return resp(p.err(blocked_error(v, q.status)))
     store = env.store
     if q.link is not None and _is_secured_msg_queue(q):
         store.delete_link(q)

@@ -148,3 +148,20 @@ def test_quota_marker_and_recovery(env):
     assert rid not in env.store.messages
     commands.process_block(env, sender, [tx(None, b"c" * 24, sid, b"SEND F again")])
     assert parse_resp(out[-1])[2] == b"OK"
+
+
+def test_blocked_error_per_version():
+    st = 'blocked,reason=content,notice={"ttl":3600}'
+    assert commands.blocked_error(11, st) == b"AUTH"
+    assert commands.blocked_error(12, st) == b"BLOCKED reason=content"
+    assert commands.blocked_error(18, st) == b'BLOCKED reason=content,notice={"ttl":3600}'
+
+
+def test_blocked_queue_refuses_send_and_sub(env):
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    rid, sid = new_queue(env, owner, out, rk)
+    env.store.get_recipient(rid).status = "blocked,reason=spam"
+    commands.process_block(env, owner, [tx(None, b"c" * 24, sid, b"SEND F x"), tx(rk, b"d" * 24, rid, b"SUB")])
+    assert [parse_resp(t)[2] for t in out] == [b"ERR BLOCKED reason=spam", b"ERR BLOCKED reason=spam"]
