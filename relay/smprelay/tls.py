@@ -7,13 +7,38 @@ client's Finished message, which resumption would change.
 
 from __future__ import annotations
 
+import _ssl
+import ctypes
+import logging
 import os
 import ssl
 import tempfile
 from pathlib import Path
 
+log = logging.getLogger("smprelay.tls")
+
 ALPN = ["smp/1", "h2", "http/1.1"]
-TLS12_CIPHERS = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
+TLS12_CIPHERS = "ECDHE-ECDSA-CHACHA20-POLY1305"  # as upstream: the only TLS 1.2 suite SMP uses
+TLS13_CIPHERSUITES = b"TLS_CHACHA20_POLY1305_SHA256"
+
+
+def _restrict_tls13(ctx: ssl.SSLContext, suites: bytes) -> bool:
+    """Python 3.11 has no API for TLS 1.3 suites: call OpenSSL's SSL_CTX_set_ciphersuites.
+
+    The SSL_CTX pointer is the first field after the object header of CPython's SSLContext;
+    it is checked (SSL_CTX_get_options must equal ``ctx.options``) before it is used.
+    """
+    try:
+        lib = ctypes.CDLL(_ssl.__file__)
+        get_opts, set_suites = lib.SSL_CTX_get_options, lib.SSL_CTX_set_ciphersuites
+    except (OSError, AttributeError):
+        return False
+    get_opts.argtypes, get_opts.restype = [ctypes.c_void_p], ctypes.c_uint64
+    set_suites.argtypes, set_suites.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+    ptr = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    if not ptr or get_opts(ptr) != ctx.options:
+        return False
+    return set_suites(ptr, suites) == 1
 
 
 def server_context(
@@ -34,6 +59,8 @@ def server_context(
     ctx.num_tickets = 0
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_ciphers(TLS12_CIPHERS)
+    if not _restrict_tls13(ctx, TLS13_CIPHERSUITES):
+        log.warning("could not restrict TLS 1.3 to ChaCha20-Poly1305; OpenSSL's default suites stay offered")
     ctx.set_alpn_protocols(ALPN)
     chain = Path(server_crt).read_bytes().rstrip(b"\n") + b"\n" + Path(ca_crt).read_bytes()
     fd, tmp = tempfile.mkstemp(prefix="smp-chain-", suffix=".pem")
