@@ -20,25 +20,30 @@ log = logging.getLogger("smprelay.tls")
 ALPN = ["smp/1", "h2", "http/1.1"]
 TLS12_CIPHERS = "ECDHE-ECDSA-CHACHA20-POLY1305"  # as upstream: the only TLS 1.2 suite SMP uses
 TLS13_CIPHERSUITES = b"TLS_CHACHA20_POLY1305_SHA256"
+GROUPS = b"X448:X25519"
 
 
-def _restrict_tls13(ctx: ssl.SSLContext, suites: bytes) -> bool:
-    """Python 3.11 has no API for TLS 1.3 suites: call OpenSSL's SSL_CTX_set_ciphersuites.
+_SSL_CTRL_SET_GROUPS_LIST = 92
+
+
+def _restrict_openssl(ctx: ssl.SSLContext, suites: bytes, groups: bytes) -> bool:
+    """Python 3.11 has no API for TLS 1.3 suites or key-exchange groups: call OpenSSL.
 
     The SSL_CTX pointer is the first field after the object header of CPython's SSLContext;
     it is checked (SSL_CTX_get_options must equal ``ctx.options``) before it is used.
     """
     try:
         lib = ctypes.CDLL(_ssl.__file__)
-        get_opts, set_suites = lib.SSL_CTX_get_options, lib.SSL_CTX_set_ciphersuites
+        get_opts, set_suites, ctrl = lib.SSL_CTX_get_options, lib.SSL_CTX_set_ciphersuites, lib.SSL_CTX_ctrl
     except (OSError, AttributeError):
         return False
     get_opts.argtypes, get_opts.restype = [ctypes.c_void_p], ctypes.c_uint64
     set_suites.argtypes, set_suites.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+    ctrl.argtypes, ctrl.restype = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p], ctypes.c_long
     ptr = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
     if not ptr or get_opts(ptr) != ctx.options:
         return False
-    return set_suites(ptr, suites) == 1
+    return set_suites(ptr, suites) == 1 and ctrl(ptr, _SSL_CTRL_SET_GROUPS_LIST, 0, groups) == 1
 
 
 def server_context(
@@ -59,8 +64,8 @@ def server_context(
     ctx.num_tickets = 0
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_ciphers(TLS12_CIPHERS)
-    if not _restrict_tls13(ctx, TLS13_CIPHERSUITES):
-        log.warning("could not restrict TLS 1.3 to ChaCha20-Poly1305; OpenSSL's default suites stay offered")
+    if not _restrict_openssl(ctx, TLS13_CIPHERSUITES, GROUPS):
+        log.warning("could not restrict TLS 1.3 suites and groups; OpenSSL's defaults stay offered")
     ctx.set_alpn_protocols(ALPN)
     chain = Path(server_crt).read_bytes().rstrip(b"\n") + b"\n" + Path(ca_crt).read_bytes()
     fd, tmp = tempfile.mkstemp(prefix="smp-chain-", suffix=".pem")

@@ -46,3 +46,26 @@ def test_loopback_handshake_alpn_and_tls_unique():
         await srv.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_only_x448_x25519_key_exchange():
+    ctx = tls.server_context(f"{FX}/server.crt", f"{FX}/ca.crt", f"{FX}/server.key")
+
+    async def scenario():
+        srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=ctx)
+        port = srv.sockets[0].getsockname()[1]
+        for curve, ok in (("prime256v1", False), ("X25519", True), ("X448", True)):
+            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
+            cctx.set_ecdh_curve(curve)  # the client offers only this group
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port, ssl=cctx)
+                w.close()
+                connected = True
+            except (ssl.SSLError, ConnectionError):
+                connected = False
+            assert connected is ok, curve
+        srv.close()
+        await srv.wait_closed()
+
+    asyncio.run(scenario())
