@@ -60,8 +60,9 @@ def verify_relay(settings: RelaySettings, keys: HostKeys) -> None:
     args = ["--fingerprint", keys.fingerprint]
     for port in settings.ports:
         args += ["--port", str(port)]
+    check = f"{render.VENV_DIR}/bin/python {SCRIPTS_DIR}/relay_check.py " + " ".join(shlex.quote(a) for a in args)
     execute_only_shell(
         name="relay listens and presents the key store identity (TLS + SMP handshake)",
-        command=f"{render.VENV_DIR}/bin/python {SCRIPTS_DIR}/relay_check.py "
-                + " ".join(shlex.quote(a) for a in args),
+        # On failure, show the relay's last log lines: the operator's next question.
+        command=f"{check} || {{ journalctl -u smp-server -n 25 --no-pager -o cat; exit 1; }}",
     )

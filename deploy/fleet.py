@@ -9,13 +9,15 @@ entry in the key store.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 from pathlib import Path
 
 from pyinfra import host as current_host
 from pyinfra import inventory
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, Sha256File
+from smprelay import certs
 
 from . import render
 from .keystore import HostKeys, KeyStore, KeyStoreError
@@ -74,7 +76,7 @@ def host_identity(settings: RelaySettings, host=None) -> HostKeys:
             files = {n: _download(host, f"{hs}/{n}") for n in
                      ("hs_ed25519_secret_key", "hs_ed25519_public_key", "hostname")}
             store.adopt_onion(settings.name, files, "single-hop" if settings.single_hop else "anonymous")
-        return store.ensure(
+        keys = store.ensure(
             settings.name,
             algorithm=settings.sign_algorithm,
             cn=settings.cert_cn,
@@ -85,3 +87,30 @@ def host_identity(settings: RelaySettings, host=None) -> HostKeys:
         )
     except KeyStoreError as e:
         raise DeployError(str(e)) from None
+    _refuse_replacing_identity(host, settings, keys)
+    return keys
+
+
+def _refuse_replacing_identity(host, settings: RelaySettings, keys: HostKeys) -> None:
+    """Never replace an identity found on a host by surprise: a different CA certificate (whose
+    key is not on the host to adopt) or different onion keys mean the host is another relay."""
+    cfg = render.CONFIG_DIR
+    if host.get_fact(File, path=f"{cfg}/ca.crt") and \
+            host.get_fact(Sha256File, path=f"{cfg}/ca.crt") != hashlib.sha256(keys.ca_crt).hexdigest():
+        theirs = certs.fingerprint(certs.load_cert_pem(_download(host, f"{cfg}/ca.crt")))
+        if theirs != keys.fingerprint:
+            raise DeployError(
+                f"host {settings.name!r} already has another identity ({cfg}/ca.crt, fingerprint "
+                f"{theirs}) than the key store ({keys.fingerprint}), and its ca.key is not there to "
+                f"adopt. Nothing was changed. To keep the host's identity, put its ca.key back in {cfg}; "
+                f"to replace it, remove {cfg}/ca.crt on the host."
+            )
+    if keys.onion is not None:
+        secret = f"{render.hs_dir(settings)}/hs_ed25519_secret_key"
+        if host.get_fact(File, path=secret) and host.get_fact(Sha256File, path=secret) != \
+                hashlib.sha256(keys.onion.secret_key_file).hexdigest():
+            raise DeployError(
+                f"host {settings.name!r} has other onion keys in {render.hs_dir(settings)} than the key "
+                f"store ({keys.onion.hostname}). Nothing was changed. Move the host's keys away to use the "
+                f"key store's, or move {keys.directory / 'onion'} away to adopt the host's."
+            )

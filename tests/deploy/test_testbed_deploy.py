@@ -83,6 +83,13 @@ def changes(output: str) -> int:
     return 0 if success == "-" else int(success)
 
 
+def why(proc) -> str:
+    """The lines of a pyinfra run that explain a failure."""
+    out = proc.stdout + proc.stderr
+    keep = [l for l in out.splitlines() if re.search(r"check failed|rror|smpfleet:|not serving|wrong", l)]
+    return "\n".join(keep[-40:]) or out[-3000:]
+
+
 def changed_ops(output: str) -> dict[str, int]:
     """Operation name -> number of hosts it changed, from pyinfra's results table."""
     lines = output.splitlines()
@@ -135,7 +142,7 @@ def test_invalid_inventory_fails_before_any_host_is_touched(env):
 def test_fresh_fleet_deploys(env):
     proc, seconds = deploy(env, write_data(env))
     env["timings"]["fresh_3_hosts_s"] = round(seconds, 1)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     assert "Published relay addresses" in proc.stdout
     assert H2_PASSWORD not in proc.stdout + proc.stderr  # secrets are masked in the output
 
@@ -200,7 +207,7 @@ def test_published_addresses_match_the_relays_and_their_passwords(env):
 def test_second_run_reports_no_changes(env):
     proc, seconds = deploy(env, write_data(env))
     env["timings"]["no_change_rerun_s"] = round(seconds, 1)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode == 0, why(proc)
     assert changes(proc.stdout + proc.stderr) == 0, proc.stdout[-3000:]
 
 
@@ -234,10 +241,10 @@ def test_changed_setting_dry_run_then_restarts_only_that_relay(env):
     pids = {h: run(env, h, "systemctl show -p MainPID --value smp-server") for h in ("h1", "h2", "h3")}
     data = write_data(env, h3={"smp_daily_stats": True})
     proc, _ = deploy(env, data, "--dry")
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode == 0, why(proc)
     assert "log_stats = off" in run(env, "h3", "grep ^log_stats /etc/opt/simplex/smp-server.ini")
     proc, _ = deploy(env, data)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode == 0, why(proc)
     out = proc.stdout + proc.stderr
     assert changed_ops(out) == {"smp-server.ini": 1, "smp-server running and enabled": 1}, out[-3000:]
     assert changes(out) == 2
@@ -264,10 +271,22 @@ def test_reinstalled_hosts_keep_identity_and_onion_and_host_ca_key_is_adopted(en
         subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h3",
                         f"mkdir -p /etc/opt/simplex && cat > /etc/opt/simplex/{name}"],
                        input=data, check=True)
+    # h2's tor made its own onion keys meanwhile, and the key store lost its copy: adopt them.
+    from smpfleet import onionkeys
+
+    planted = onionkeys.generate()
+    shutil.rmtree(env["keystore"] / "h2" / "onion")
+    for name, data in planted.files.items():
+        subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h2",
+                        f"mkdir -p -m 700 /var/lib/tor/simplex-smp && cat > /var/lib/tor/simplex-smp/{name}"],
+                       input=data, check=True)
     proc, _ = deploy(env, write_data(env, h3={"smp_daily_stats": True}))
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     after = published(env)
-    assert after["h1"] == before["h1"] and after["h2"] == before["h2"]
+    assert after["h1"] == before["h1"]
+    assert after["h2"]["fingerprint"] == before["h2"]["fingerprint"] and after["h2"]["hosts"] == [planted.hostname]
+    assert (env["keystore"] / "h2" / "onion" / "hostname").read_text().strip() == planted.hostname
+    assert run(env, "h2", "cat /var/lib/tor/simplex-smp/hostname") == planted.hostname
     assert run(env, "h1", "cat /var/lib/tor/simplex-smp-singlehop/hostname") == onion1
     assert after["h3"]["fingerprint"] == certs.fingerprint(ca) != before["h3"]["fingerprint"]
     assert run(env, "h3", "ls /etc/opt/simplex/ca.key 2>&1 || true").endswith("No such file or directory")
@@ -275,3 +294,30 @@ def test_reinstalled_hosts_keep_identity_and_onion_and_host_ca_key_is_adopted(en
     for h in ("h1", "h2", "h3"):
         password = ... if h != "h3" else None
         assert new_queue(after[h]["address"], addr(env, h), password).rcv_id
+
+
+def test_another_identity_on_a_host_is_never_replaced(env):
+    from smprelay import certs
+
+    from smpfleet import onionkeys
+
+    _key, other = certs.generate_ca("ED448")
+    original = run(env, "h1", "cat /etc/opt/simplex/ca.crt")
+    subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h1", "cat > /etc/opt/simplex/ca.crt"],
+                   input=certs.cert_pem(other), check=True)
+    proc, _ = deploy(env, write_data(env, h3={"smp_daily_stats": True}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "host 'h1' already has another identity" in out
+    assert certs.fingerprint(other) in out
+    assert run(env, "h1", "cat /etc/opt/simplex/ca.crt") == certs.cert_pem(other).decode().strip()
+    subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h1", "cat > /etc/opt/simplex/ca.crt"],
+                   input=(original + "\n").encode(), check=True)
+    foreign = onionkeys.generate()
+    subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h2",
+                    "cat > /var/lib/tor/simplex-smp/hs_ed25519_secret_key"], input=foreign.secret_key_file,
+                   check=True)
+    proc, _ = deploy(env, write_data(env, h3={"smp_daily_stats": True}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "host 'h2' has other onion keys" in out
+    assert run(env, "h2", "sha256sum < /var/lib/tor/simplex-smp/hs_ed25519_secret_key").split()[0] == \
+        __import__("hashlib").sha256(foreign.secret_key_file).hexdigest()
