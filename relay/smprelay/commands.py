@@ -12,6 +12,7 @@ then executed right to left (``foldrM``) and their responses sent in request ord
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import time
@@ -81,18 +82,22 @@ def hub_of(env: ServerEnv) -> Hub:
     return h
 
 
+@functools.lru_cache(maxsize=None)
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
 def inc(env: ServerEnv, name: str, n: int = 1) -> None:
-    """Increment a counter of ``stats.ServerStats`` (snake_case upstream names) if it has it."""
+    """Increment a counter of ``stats.ServerStats`` by its upstream name (given in snake_case,
+    passed on in camelCase, converted once) if the stats object has it."""
     s = env.stats
     if s is None:
         return
     f = getattr(s, "inc", None)
     if f is not None:
-        try:
-            f(name, n)
-            return
-        except (KeyError, AttributeError, TypeError):
-            pass
+        f(_camel(name), n)
+        return
     v = getattr(s, name, None)
     if isinstance(v, int):
         setattr(s, name, v + n)
