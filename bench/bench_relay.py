@@ -65,8 +65,11 @@ class Relay:
 
     def start(self) -> None:
         cmd = [SMP_SERVER, "start"]
-        if self.profile:
-            cmd = [sys.executable, "-m", "cProfile", "-o", self.profile, "-m", "smprelay.cli", "start"]
+        if self.profile:  # CPU-time profile: on a shared machine wall time mostly measures waiting
+            code = ("import cProfile, time\nfrom smprelay.cli import main\n"
+                    "p = cProfile.Profile(time.process_time)\n"
+                    "try:\n    p.runcall(main, ['start'])\nfinally:\n    p.dump_stats(%r)\n" % self.profile)
+            cmd = [sys.executable, "-c", code]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(400):
             try:
@@ -204,11 +207,12 @@ async def throughput(address: str, conns: int, queues_per_conn: int, window: int
             await c.secure_by_sender(q.snd_id, key)
             tasks.append(asyncio.create_task(sender(c, q.snd_id, key, credits[q.snd_id], body, sent_at[q.snd_id], stats)))
     await asyncio.sleep(min(2.0, seconds / 3))  # warm-up
-    cpu0, t0 = relay.cpu_seconds(), time.perf_counter()
+    cpu0, t0, gen0 = relay.cpu_seconds(), time.perf_counter(), time.process_time()
     measuring[0] = True
     await asyncio.sleep(seconds)
     measuring[0] = False
     elapsed, cpu = time.perf_counter() - t0, relay.cpu_seconds() - cpu0
+    gen = time.process_time() - gen0
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -220,6 +224,8 @@ async def throughput(address: str, conns: int, queues_per_conn: int, window: int
         "msgs": stats.received, "msg_per_s": stats.received / elapsed,
         "p50_ms": lat[len(lat) // 2] / 1e6, "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e6,
         "relay_cpu_pct": 100 * cpu / elapsed, "errors": stats.errors,
+        "relay_cpu_us_per_msg": 1e6 * cpu / max(1, stats.received),
+        "gen_cpu_pct": 100 * gen / elapsed,
     }
 
 
@@ -251,7 +257,9 @@ def fmt(r: dict) -> str:
     err = f"  errors {r['errors']}" if r["errors"] else ""
     return (f"{r['conns']:>4} conns {r['queues']:>4} queues window {r['window']} body {r['body']:>5} B: "
             f"{r['msg_per_s']:>8.0f} msg/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-            f"relay CPU {r['relay_cpu_pct']:3.0f}%{err}")
+            f"relay CPU {r['relay_cpu_pct']:3.0f}%, {r['relay_cpu_us_per_msg']:.0f} µs/msg "
+            f"(⇒ {1e6 / max(1, r['relay_cpu_us_per_msg']):.0f} msg/s per relay core); "
+            f"load generator CPU {r['gen_cpu_pct']:.0f}%{err}")
 
 
 def main() -> None:
@@ -272,7 +280,8 @@ def main() -> None:
         loop_name = "uvloop"
     except ImportError:
         loop_name = "asyncio"
-    print(f"load generator: 1 process ({loop_name}), {os.cpu_count()} CPUs on this machine; relay: smp-server start")
+    print(f"load generator: 1 process ({loop_name}), {os.cpu_count()} CPUs on this machine; relay: smp-server start; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="smp-bench-") as tmp:
         relay = Relay(Path(tmp) / "r1", free_port(), profile=args.profile_server)
         relay.base.mkdir()
@@ -285,13 +294,14 @@ def main() -> None:
                 r = asyncio.run(throughput(relay.address, n, max(1, args.queues // n), args.window, args.body,
                                            args.seconds, relay))
                 print("  " + fmt(r), flush=True)
-            print("light load latency (one message in flight per queue):")
-            r = asyncio.run(throughput(relay.address, 10, 1, 1, args.body, args.seconds, relay))
-            print("  " + fmt(r), flush=True)
+            print("latency: one message in flight per queue (1 queue: unloaded; 10 connections: light load):")
+            for n in (1, 10):
+                r = asyncio.run(throughput(relay.address, n, 1, 1, args.body, args.seconds, relay))
+                print("  " + fmt(r), flush=True)
         finally:
             relay.stop()
         if args.profile_server:
-            print(f"relay profile (cProfile, top 25 by own time), {args.profile_server}:")
+            print(f"relay profile (cProfile, CPU time, top 25 by own time), {args.profile_server}:")
             pstats.Stats(args.profile_server).sort_stats("tottime").print_stats(25)
         if not args.skip_rss:
             r2 = Relay(Path(tmp) / "r2", free_port())
@@ -318,3 +328,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
