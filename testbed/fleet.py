@@ -84,8 +84,9 @@ def instance_lock(inst: Instance) -> Iterator[None]:
 def resolve(name: str, subnet_index: int | None) -> Instance:
     """The instance, with the subnet a running instance of that name was given if not told."""
     inst = Instance.make(name, subnet_index)
-    if subnet_index is None and inst.instance_file.is_file():
-        inst = Instance.make(name, json.loads(inst.instance_file.read_text())["subnet_index"])
+    recorded = _recorded_subnet(inst)
+    if subnet_index is None and recorded is not None:
+        inst = Instance.make(name, recorded)
     return inst
 
 
@@ -109,6 +110,22 @@ def _check_subnet(inst: Instance) -> None:
         raise TestbedError(f"subnet {inst.subnet} is used by testbed {other!r}: pick a free one with "
                            f"--subnet-index N (10.213.N.0/24), or take {other!r} down first")
     network.check_subnet_free(inst)
+
+
+def _pick_subnet(inst: Instance) -> Instance:
+    """The instance on a free subnet: as given if explicit (else a clear error), otherwise the one
+    derived from its name or, if another instance has that, the next free one in the derived range."""
+    if inst.explicit_subnet:
+        _check_subnet(inst)
+        return inst
+    for candidate in inst.derived_candidates():
+        try:
+            _check_subnet(candidate)
+            return candidate
+        except TestbedError:
+            continue
+    raise TestbedError("no free subnet left in 10.213.16-239.0/24: take unused testbeds down "
+                       "(python -m smpfleet_testbed status --name NAME) or pass --subnet-index N")
 
 
 def _teardown(inst: Instance, log: Log = print) -> tuple[int, int]:
@@ -223,8 +240,8 @@ def _preflight(count: int) -> None:
 def _up_locked(inst: Instance, count: int, log: Log) -> Fleet:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    _check_subnet(inst)
-    _teardown(inst, log)
+    _teardown(inst, log)  # a crashed run's leftovers first: they may hold the subnet we want
+    inst = _pick_subnet(inst)
     timings["cleanup"] = time.monotonic() - t0
     t = time.monotonic()
     rootfs = image.build_image(log=log)

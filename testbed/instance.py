@@ -9,7 +9,7 @@ import hashlib
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TestbedError
@@ -48,15 +48,24 @@ class Instance:
 
     name: str
     subnet_index: int
+    # False when derived from the name: `up` may then move on to the next free index on a clash.
+    explicit_subnet: bool = field(default=False, compare=False)
 
     @classmethod
     def make(cls, name: str, subnet_index: int | None = None) -> "Instance":
         check_name(name)
+        explicit = subnet_index is not None
         if subnet_index is None:
             subnet_index = derived_subnet_index(name)
         if not 0 <= subnet_index <= 255:
             raise TestbedError(f"--subnet-index {subnet_index} is out of range: use 0..255 (10.213.<index>.0/24)")
-        return cls(name, subnet_index)
+        return cls(name, subnet_index, explicit)
+
+    def derived_candidates(self) -> list["Instance"]:
+        """This instance on its derived subnet, then on each following one of the derived range."""
+        start = derived_subnet_index(self.name) - DERIVED_MIN
+        return [Instance(self.name, DERIVED_MIN + (start + step) % DERIVED_SPAN)
+                for step in range(DERIVED_SPAN)]
 
     # --- addresses -------------------------------------------------------------------------
     @property

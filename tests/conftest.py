@@ -25,6 +25,7 @@ def testbed():
     # Holds the instance lock until torn down: nobody else's up/down of this name can take the hosts away.
     with fleet.session(inst, TESTBED_HOSTS, log=lambda msg: print(f"\n[testbed] {msg}")) as f:
         yield f
-    left = {kind: items for kind, items in fleet.leftovers(inst).items() if items}
+    used = fleet.resolve(f.name, f.subnet_index)  # up may have moved to a free subnet
+    left = {kind: items for kind, items in fleet.leftovers(used).items() if items}
     if left:
         pytest.fail(f"testbed {inst.name!r} left resources behind after down: {left}")

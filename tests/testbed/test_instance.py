@@ -49,3 +49,10 @@ def test_instances_do_not_share_names_paths_or_cgroups():
 def test_host_index_out_of_range():
     with pytest.raises(TestbedError):
         Instance.make("tb").host_address(MAX_HOSTS + 1)
+
+
+def test_derived_candidates_start_at_the_derived_subnet_and_cover_the_range():
+    inst = Instance.make("dep")
+    cands = [c.subnet_index for c in inst.derived_candidates()]
+    assert cands[0] == inst.subnet_index and sorted(cands) == list(range(16, 240))
+    assert not inst.explicit_subnet and Instance.make("dep", 7).explicit_subnet

@@ -123,3 +123,20 @@ def test_instance_in_use_by_the_session_cannot_be_taken_down_elsewhere(testbed):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "is busy" in p.stderr, p.stderr
     assert testbed.run("h1", "systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_derived_subnet_clash_moves_to_the_next_free_subnet(testbed):
+    from smpfleet_testbed.instance import derived_subnet_index
+    clash = next((f"tbc{i}" for i in range(100000) if derived_subnet_index(f"tbc{i}") == testbed.subnet_index), None)
+    if clash is None:
+        pytest.skip("the session's subnet is not in the derived range (explicit --subnet-index)")
+    inst = fleet.resolve(clash, None)
+    assert inst.subnet_index == testbed.subnet_index
+    try:
+        f = fleet.up(inst, 1, log=lambda _: None)
+        assert f.subnet_index != testbed.subnet_index
+        assert f.run("h1", "ip -4 -br addr show eth0").stdout.split()[2] == f"10.213.{f.subnet_index}.11/24"
+        assert fleet.resolve(clash, None).subnet_index == f.subnet_index  # down finds it again
+    finally:
+        fleet.down(fleet.resolve(clash, None), log=lambda _: None)
+    assert testbed.run("h1", "systemctl is-system-running").stdout.strip() == "running"
