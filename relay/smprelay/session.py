@@ -91,29 +91,30 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 def _make_client(
     env: ServerEnv, writer: asyncio.StreamWriter, codec: BlockCodec, params: p.Params, hs_sk: bytes
 ) -> commands.Client:
-    """A protocol client whose ``send`` encodes blocks at once (fixing their order and the
-    encryption chain) and hands them to TLS once per event-loop turn, so several blocks for
-    one connection cost one TLS write and one system call."""
+    """A protocol client whose ``send`` queues transmissions; once per event-loop turn they are
+    packed into as few blocks as fit (upstream's batching), encrypted in order and handed to
+    TLS in one write. An END storm or an ACK answer plus a pushed MSG then costs one block and
+    one system call instead of one each."""
     client: commands.Client
-    out: list[bytes] = []
+    pending: list[bytes] = []
     loop = asyncio.get_running_loop()
 
     def flush() -> None:
-        data = b"".join(out)
-        out.clear()
-        if data and not writer.is_closing():
-            writer.write(data)
-
-    def send(ts: list[bytes]) -> None:
-        if client.closed or writer.is_closing():
+        ts = pending[:]
+        pending.clear()
+        if not ts or writer.is_closing():
             return
         payloads, too_large = batch_blocks(ts)
         if too_large:
             log.warning("dropped %d response(s) too large for a block", len(too_large))
-        if not out:
+        writer.write(b"".join([codec.encode(b) for b in payloads]))
+
+    def send(ts: list[bytes]) -> None:
+        if client.closed or writer.is_closing():
+            return
+        if not pending:
             loop.call_soon(flush)
-        for b in payloads:
-            out.append(codec.encode(b))
+        pending.extend(ts)
         client.snd_active = time.time()
 
     client = commands.Client(params, hs_sk, send)
