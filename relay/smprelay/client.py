@@ -41,6 +41,7 @@ DEFAULT_PORT = 5223
 BATCH_CAPACITY = BLOCK_SIZE - 19
 ENCRYPTED_BLOCK_PLAIN = BLOCK_SIZE - 16
 MSG_PADDED = 16106  # MaxRcvMessageLen + 2
+PROXIED_PADDED = 16226  # paddedProxiedTLength
 
 # version thresholds (upstream Transport.hs)
 V_AUTH_CMDS = 7
@@ -800,6 +801,7 @@ class SMPClient:
         self.alpn: str | None = None
         self.tls: tuple[str, str] = ("", "")  # (TLS version, cipher)
         self.server_hello: ServerHello | None = None
+        self.sess_secret: bytes | None = None  # X25519(handshake keys), v >= 7 with a client key
         self._snd: SbChain | None = None
         self._rcv: SbChain | None = None
         self._waiting: dict[bytes, asyncio.Future] = {}
@@ -868,10 +870,13 @@ class SMPClient:
         self.writer.write(pad(encode_client_hello(version, key_hash or self.address.key_hash, dh_pub, proxy_server), BLOCK_SIZE))
         await self.writer.drain()
         self.version = version
-        if version >= V_BLOCK_ENC and dh_priv is not None and self.server_key is not None and not proxy_server:
-            dh = sodium.crypto_scalarmult(dh_priv, self.server_key)
-            ck1, ck2 = sbc_init(self.session_id, dh)
-            self._rcv, self._snd = SbChain(ck1), SbChain(ck2)
+        if dh_priv is not None and self.server_key is not None:
+            # the session secret: block encryption (v >= 11, not for proxies) and RFWD
+            self.sess_secret = sodium.crypto_scalarmult(dh_priv, self.server_key)
+            self._hs_priv = dh_priv
+            if version >= V_BLOCK_ENC and not proxy_server:
+                ck1, ck2 = sbc_init(self.session_id, self.sess_secret)
+                self._rcv, self._snd = SbChain(ck1), SbChain(ck2)
 
     def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -1182,6 +1187,42 @@ class SMPClient:
     async def link_get(self, link_id: bytes) -> tuple[bytes, bytes, bytes]:
         resp = self._ok(await self.request(link_id, b"LGET"), "LGET", ("LNK",))
         return _parse_lnk(resp.args)
+
+    # forwarding (private message routing), the proxy's side of RFWD (v >= 8)
+    async def forward(
+        self, fwd_version: int, entity_id: bytes, command: bytes, key: AuthKey | None = None
+    ) -> Response:
+        """Sends ``command`` as a proxy would forward it (RFWD, reference §6.11) over this
+        connection and returns the destination's decrypted response. The inner transmission
+        is authorized for this connection's session at ``fwd_version``."""
+        if self.sess_secret is None or self.server_key is None:
+            raise SMPClientError("RFWD needs a session secret: connect at v >= 8 with a client key")
+        n = os.urandom(24)  # client corrId = nonce of the inner encryption
+        inner = encode_transmission(fwd_version, self.session_id, n, entity_id, command, key, self.server_key)
+        cmd_pub, cmd_priv = sodium.crypto_box_keypair()
+        et = sodium.crypto_box(pad(encode_batch([inner]), PROXIED_PADDED), n, self.server_key, cmd_priv)
+        fwd_t = ss(n) + w16(fwd_version) + ss(spki("x25519", cmd_pub)) + et
+        p = os.urandom(24)
+        eft = sodium.crypto_box_afternm(fwd_t, p, sodium.crypto_box_beforenm(self.server_key, self._sess_priv()))
+        _, t = self.transmission(b"", b"RFWD " + eft, corr_id=p)
+        resp = await self.request_encoded(p, t)
+        if resp.tag != "RRES":
+            return resp  # ERR from the destination's RFWD handling itself
+        try:
+            fr = sodium.crypto_box_open_afternm(resp.args, p[::-1], sodium.crypto_box_beforenm(self.server_key, self._sess_priv()))
+            r = Reader(fr)
+            if r.ss() != n:
+                raise DecodeError("RRES for another forwarded transmission")
+            inner_resp = unpad(sodium.crypto_box_open(r.rest(), n[::-1], self.server_key, cmd_priv))
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(f"RRES does not decrypt: {e}") from None
+        (out,) = parse_responses(inner_resp, fwd_version, self.session_id)
+        return out
+
+    def _sess_priv(self) -> bytes:
+        return self._hs_priv
 
     async def close(self) -> None:
         if self._task is not None:
