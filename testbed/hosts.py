@@ -88,7 +88,8 @@ def boot(inst: Instance, index: int, root: Path, apt_repo: Path, wheelhouse: Pat
         f"--machine={inst.machine(index)}", f"--hostname={inst.host_name(index)}",
         f"--directory={root}", f"--network-namespace-path={netns_path(inst, index)}",
         "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-        f"--bind-ro={apt_repo}:{APT_MOUNT}", f"--bind-ro={wheelhouse}:{WHEELS_MOUNT}",
+        # resolved: the current version of each cache entry (a rebuild publishes a new one)
+        f"--bind-ro={apt_repo.resolve()}:{APT_MOUNT}", f"--bind-ro={wheelhouse.resolve()}:{WHEELS_MOUNT}",
     ]
     with open(hdir / "console.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

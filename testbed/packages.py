@@ -40,6 +40,13 @@ def wheel_requirements() -> list[str]:
     return [*BASE_WHEELS, *relay_requirements()]
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
 def parse_depends(output: str) -> list[str]:
     """Package names from `apt-cache depends --recurse` output (lines that start with a name)."""
     names = set()
@@ -49,11 +56,46 @@ def parse_depends(output: str) -> list[str]:
     return sorted(names)
 
 
+def hosts_running_from(cache_root: Path) -> list[int]:
+    """PIDs of systemd-nspawn processes (any instance) that bind-mount something from the cache."""
+    needle = str(cache_root).encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"systemd-nspawn") and any(needle in a for a in argv):
+                pids.append(int(proc.name))
+    return pids
+
+
+def publish(built: Path, link: Path) -> Path:
+    """Put a freshly built tree in place as a new version `<link>.<n>` and point the symlink `link`
+    at it. Running hosts keep the version they bind-mounted: a rebuild never empties a mount under
+    them. Old versions are deleted only once no test host on the machine uses the cache."""
+    version = link.with_name(f"{link.name}.{time.time_ns()}")
+    built.rename(version)
+    if link.is_dir() and not link.is_symlink():  # a plain directory from an older layout
+        link.rename(link.with_name(f"{link.name}.legacy-{time.time_ns()}"))
+    tmp_link = link.with_name(f".{link.name}.link")
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(version.name)
+    tmp_link.rename(link)
+    if not hosts_running_from(link.parent):
+        for old in link.parent.glob(f"{link.name}.*"):
+            if old.is_dir() and old != version:
+                shutil.rmtree(old)
+    return version
+
+
 def build_apt_repo(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, log=print) -> Path:
     """Download tor and its dependencies (no Recommends) into a flat file repository."""
     target = apt_repo_dir(cache_root)
+    stamp = "\n".join(APT_PACKAGES) + "\n"
     with cache_lock(cache_root, "apt"):
-        if (target / "Packages").is_file() and not rebuild:
+        if (target / "Packages").is_file() and _read(target / ".requested") == stamp and not rebuild:
             return target
         started = time.monotonic()
         depends = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
@@ -65,12 +107,8 @@ def build_apt_repo(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, log=
         run(["apt-get", "download", *names], cwd=tmp)
         scan = run(["dpkg-scanpackages", "-m", ".", "/dev/null"], cwd=tmp)
         (tmp / "Packages").write_text(scan.stdout)
-        old = cache_root / ".apt.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)  # hosts that have it mounted keep their copy until they stop
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        (tmp / ".requested").write_text(stamp)
+        publish(tmp, target)
         log(f"repo: {len(names)} packages in {target} ({time.monotonic() - started:.1f} s)")
         return target
 
@@ -81,7 +119,7 @@ def build_wheelhouse(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, lo
     reqs = wheel_requirements()
     stamp = "\n".join(reqs) + "\n"
     with cache_lock(cache_root, "wheels"):
-        if (target / ".requirements").is_file() and (target / ".requirements").read_text() == stamp and not rebuild:
+        if _read(target / ".requirements") == stamp and not rebuild:
             return target
         started = time.monotonic()
         tmp = cache_root / ".wheels.tmp"
@@ -89,11 +127,6 @@ def build_wheelhouse(cache_root: Path = CACHE_ROOT, *, rebuild: bool = False, lo
         tmp.mkdir(parents=True)
         run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(tmp), *reqs])
         (tmp / ".requirements").write_text(stamp)
-        old = cache_root / ".wheels.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, target)
         log(f"repo: {len(list(target.glob('*.whl')))} wheels in {target} ({time.monotonic() - started:.1f} s)")
         return target

@@ -70,3 +70,38 @@ def test_rebuild_is_refused_while_hosts_use_the_image(tmp_path):
     finally:
         subprocess.run(["umount", str(merged)], check=True)
     assert image.overlays_using(target) == []
+
+
+def test_publish_keeps_the_version_running_hosts_use(tmp_path, monkeypatch):
+    from smpfleet_testbed import packages
+    link = tmp_path / "apt"
+    first = tmp_path / ".b1"
+    first.mkdir()
+    (first / "Packages").write_text("one")
+    v1 = packages.publish(first, link)
+    assert link.is_symlink() and (link / "Packages").read_text() == "one"
+    second = tmp_path / ".b2"
+    second.mkdir()
+    (second / "Packages").write_text("two")
+    monkeypatch.setattr(packages, "hosts_running_from", lambda root: [4242])  # a host uses v1
+    v2 = packages.publish(second, link)
+    assert (link / "Packages").read_text() == "two" and (v1 / "Packages").read_text() == "one"
+    third = tmp_path / ".b3"
+    third.mkdir()
+    monkeypatch.setattr(packages, "hosts_running_from", lambda root: [])  # nobody: old ones go
+    v3 = packages.publish(third, link)
+    assert not v1.exists() and not v2.exists() and link.resolve() == v3
+
+
+def test_publish_replaces_a_plain_directory_of_the_older_layout(tmp_path, monkeypatch):
+    from smpfleet_testbed import packages
+    monkeypatch.setattr(packages, "hosts_running_from", lambda root: [1])
+    link = tmp_path / "wheels"
+    link.mkdir()
+    (link / "old.whl").write_text("")
+    built = tmp_path / ".b"
+    built.mkdir()
+    packages.publish(built, link)
+    assert link.is_symlink() and not (link / "old.whl").exists()
+    kept = [p for p in tmp_path.glob("wheels.*") if (p / "old.whl").exists()]
+    assert len(kept) == 1  # still there for the hosts that mounted it

@@ -140,3 +140,12 @@ def test_derived_subnet_clash_moves_to_the_next_free_subnet(testbed):
     finally:
         fleet.down(fleet.resolve(clash, None), log=lambda _: None)
     assert testbed.run("h1", "systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_repo_rebuild_leaves_running_hosts_their_packages(testbed):
+    p = subprocess.run([sys.executable, "-m", "smpfleet_testbed", "repo", "--rebuild"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = testbed.run("h2", "test -s /srv/testbed-apt/Packages && ls /srv/testbed-wheels | grep -c whl "
+                            "&& apt-get update -qq && apt-get install -s tor | grep -c '^Inst tor '").stdout.split()
+    assert int(out[0]) >= 5 and out[1] == "1"
