@@ -37,12 +37,16 @@ def run(version: int, n: int, body: int, prof: cProfile.Profile | None = None) -
     codecs = {}
     for name in ("rcv", "snd"):
         codecs[name] = (
-            (BlockCodec.encrypted(sid, dh), BlockCodec.encrypted_client(sid, dh)) if encrypted else (BlockCodec(), BlockCodec())
+            (BlockCodec.encrypted(sid, dh), BlockCodec.encrypted_client(sid, dh))
+            if encrypted
+            else (BlockCodec(), BlockCodec())
         )
 
     def make(name: str) -> commands.Client:
         srv = codecs[name][0]
-        return commands.Client(p.Params(version, sid), os.urandom(32), lambda ts: [srv.encode(b) for b in batch_blocks(ts)[0]])
+        return commands.Client(
+            p.Params(version, sid), os.urandom(32), lambda ts: [srv.encode(b) for b in batch_blocks(ts)[0]]
+        )
 
     rcv, snd = make("rcv"), make("snd")
     rk, sk = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
@@ -99,8 +103,10 @@ def main() -> None:
     print(f"Ed25519 verify (libsodium): {verify_us:.1f} us (2 per delivered message)")
     for v in (18, 10):
         per = run(v, a.n, a.body)
-        print(f"v{v} ({'encrypted' if v >= 11 else 'plain'} blocks) SEND→MSG→ACK, body {a.body} B: "
-              f"{per * 1e6:.0f} us server CPU per message = {1 / per:.0f} msg/s per core")
+        print(
+            f"v{v} ({'encrypted' if v >= 11 else 'plain'} blocks) SEND→MSG→ACK, body {a.body} B: "
+            f"{per * 1e6:.0f} us server CPU per message = {1 / per:.0f} msg/s per core"
+        )
     if a.profile:
         prof = cProfile.Profile()
         run(18, a.n, a.body, prof)

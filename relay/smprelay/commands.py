@@ -29,7 +29,9 @@ from .queue_store import ID_BYTES, LinkData, Message, NotifierCreds, QueueRec, Q
 
 # Dummy keys from upstream Server.hs: verification against them equalises AUTH timing.
 _DUMMY_ED25519 = c.decode_public_key(base64.b64decode("MCowBQYDK2VwAyEA139Oqs4QgpqbAmB0o7rZf6T19ryl7E65k4AYe0kE3Qs="))
-_DUMMY_X25519 = c.decode_public_key(base64.b64decode("MCowBQYDK2VuAyEA4JGSMYht18H4mas/jHeBwfcM7jLwNYJNOAhi2/g4RXg=")).raw
+_DUMMY_X25519 = c.decode_public_key(
+    base64.b64decode("MCowBQYDK2VuAyEA4JGSMYht18H4mas/jHeBwfcM7jLwNYJNOAhi2/g4RXg=")
+).raw
 
 
 @dataclass(slots=True)
@@ -413,9 +415,7 @@ def _create_queue(env: ServerEnv, client: Client, t: p.Transmission) -> bytes:
     def resp(msg: bytes) -> bytes:
         return client.respond(corr, t.entity_id, msg)
 
-    if not settings.new_queues or (
-        settings.create_password is not None and cmd.basic_auth != settings.create_password
-    ):
+    if not settings.new_queues or (settings.create_password is not None and cmd.basic_auth != settings.create_password):
         return resp(p.err(b"AUTH"))
     store = env.store
     srv_sk, srv_pk = c.x25519_keypair()
@@ -731,7 +731,11 @@ def _queue_info(env: ServerEnv, client: Client, q: QueueRec) -> str:
     if sub is not None:
         info["qiSub"] = {"qSubThread": "prohibitSub" if sub.get_mode else "noSub"}
     if msgs:
-        info["qiMsg"] = {"msgId": e.ss(msgs[0].msg_id).hex(), "msgTs": msgs[0].ts, "msgType": "quota" if msgs[0].quota else "message"}
+        info["qiMsg"] = {
+            "msgId": e.ss(msgs[0].msg_id).hex(),
+            "msgTs": msgs[0].ts,
+            "msgType": "quota" if msgs[0].quota else "message",
+        }
     return json.dumps(info, separators=(",", ":"))
 
 

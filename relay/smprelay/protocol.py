@@ -176,7 +176,7 @@ def _new(v: int, p: e.Parser) -> Command:
 
 
 def parse_command(v: int, raw: bytes) -> Command:
-    """``parseProtocol``: raises ProtocolError-free ValueError subclasses mapped by the caller."""
+    """``parseProtocol``: raises UnknownCommand for an unknown tag, ParseError for bad parameters."""
     sp = raw.find(b" ")
     tag_b, params = (raw, b"") if sp < 0 else (raw[:sp], raw[sp:])
     try:

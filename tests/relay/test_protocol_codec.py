@@ -62,14 +62,25 @@ def test_new_every_version(v):
 
 def test_new_with_link_data_and_ntf_creds_v17():
     cmd = (
-        b"NEW " + e.ss(PUB) + e.ss(DH) + b"0C" + b"1M1" + e.ss(b"s" * 24) + e.large(b"fixed") + e.large(b"user")
-        + b"1" + e.ss(PUB) + e.ss(DH)
+        b"NEW "
+        + e.ss(PUB)
+        + e.ss(DH)
+        + b"0C"
+        + b"1M1"
+        + e.ss(b"s" * 24)
+        + e.large(b"fixed")
+        + e.large(b"user")
+        + b"1"
+        + e.ss(PUB)
+        + e.ss(DH)
     )
     t = parse(17, SIG, b"c", b"", cmd)
     q = t.cmd.queue_req
     assert (q.mode, q.sender_id, q.fixed_data, q.user_data) == ("M", b"s" * 24, b"fixed", b"user")
     assert t.cmd.sub_mode == "C" and t.cmd.ntf_key.der == PUB and t.cmd.ntf_dh_key == DH[12:]
-    contact = b"NEW " + e.ss(PUB) + e.ss(DH) + b"0S1C1" + e.ss(b"l" * 24) + e.ss(b"s" * 24) + e.large(b"f") + e.large(b"u")
+    contact = (
+        b"NEW " + e.ss(PUB) + e.ss(DH) + b"0S1C1" + e.ss(b"l" * 24) + e.ss(b"s" * 24) + e.large(b"f") + e.large(b"u")
+    )
     q = parse(15, SIG, b"c", b"", contact).cmd.queue_req
     assert (q.mode, q.link_id, q.sender_id) == ("C", b"l" * 24, b"s" * 24)
 
