@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import pstats
+import random
 import signal
 import socket
 import statistics
@@ -164,13 +165,18 @@ BODIES: dict[int, bytes] = {}
 
 
 async def sender(c: smp.SMPClient, snd_id: bytes, key: smp.AuthKey, credit: asyncio.Semaphore, body: int,
-                 sent_at: deque, stats: Stats) -> None:
+                 sent_at: deque, stats: Stats, interval: float | None = None) -> None:
     """SENDs from a pool of pre-signed transmissions (signing 16 KB bodies would otherwise be
     the load generator's largest cost); one in flight, the recipient's ACKs give credit."""
     payload = BODIES.setdefault(body, os.urandom(body))
     pool = [c.transmission(snd_id, b"SEND F " + payload, key) for _ in range(4)]
     i = 0
+    loop = asyncio.get_running_loop()
+    next_t = loop.time() + (random.random() * interval if interval else 0)
     while True:
+        if interval:  # paced: a fixed offered load instead of as fast as possible
+            next_t += interval
+            await asyncio.sleep(max(0.0, next_t - loop.time()))
         await credit.acquire()
         corr, t = pool[i % len(pool)]
         i += 1
@@ -183,7 +189,7 @@ async def sender(c: smp.SMPClient, snd_id: bytes, key: smp.AuthKey, credit: asyn
 
 
 async def throughput(address: str, conns: int, queues_per_conn: int, window: int, body: int,
-                     seconds: float, relay: Relay) -> dict:
+                     seconds: float, relay: Relay, rate: float | None = None) -> dict:
     clients = [await smp.connect(address, timeout=60) for _ in range(conns)]
     owned: list[list[smp.Queue]] = []
     for c in clients:
@@ -205,7 +211,9 @@ async def throughput(address: str, conns: int, queues_per_conn: int, window: int
         for q in owned[(i + 1) % conns]:
             key = smp.AuthKey.generate("ed25519")
             await c.secure_by_sender(q.snd_id, key)
-            tasks.append(asyncio.create_task(sender(c, q.snd_id, key, credits[q.snd_id], body, sent_at[q.snd_id], stats)))
+            interval = conns * queues_per_conn / rate if rate else None
+            tasks.append(asyncio.create_task(
+                sender(c, q.snd_id, key, credits[q.snd_id], body, sent_at[q.snd_id], stats, interval)))
     await asyncio.sleep(min(2.0, seconds / 3))  # warm-up
     cpu0, t0, gen0 = relay.cpu_seconds(), time.perf_counter(), time.process_time()
     measuring[0] = True
@@ -269,6 +277,7 @@ def main() -> None:
     ap.add_argument("--body", type=int, default=16000, help="SEND body bytes (SimpleX clients send ~16 KB)")
     ap.add_argument("--window", type=int, default=4, help="messages in flight per queue")
     ap.add_argument("--queues", type=int, default=100, help="total queues in the throughput runs")
+    ap.add_argument("--rates", type=float, nargs="*", default=[500, 1000], help="offered loads for the paced latency runs")
     ap.add_argument("--rss-queues", type=int, default=10000)
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--profile-server", metavar="FILE", help="run the relay under cProfile, print its top entries")
@@ -297,6 +306,10 @@ def main() -> None:
             print("latency: one message in flight per queue (1 queue: unloaded; 10 connections: light load):")
             for n in (1, 10):
                 r = asyncio.run(throughput(relay.address, n, 1, 1, args.body, args.seconds, relay))
+                print("  " + fmt(r), flush=True)
+            for rate in args.rates:
+                print(f"latency at a fixed offered load of {rate} msg/s over 100 connections:")
+                r = asyncio.run(throughput(relay.address, 100, 1, 4, args.body, args.seconds, relay, rate))
                 print("  " + fmt(r), flush=True)
         finally:
             relay.stop()
