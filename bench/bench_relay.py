@@ -25,7 +25,6 @@ import pstats
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -802,6 +802,7 @@ class SMPClient:
         self.tls: tuple[str, str] = ("", "")  # (TLS version, cipher)
         self.server_hello: ServerHello | None = None
         self.sess_secret: bytes | None = None  # X25519(handshake keys), v >= 7 with a client key
+        self._hs_priv: bytes | None = None  # this connection's X25519 handshake private key
         self._snd: SbChain | None = None
         self._rcv: SbChain | None = None
         self._waiting: dict[bytes, asyncio.Future] = {}
@@ -856,9 +857,7 @@ class SMPClient:
         chain = hello.chain or [c.public_bytes(_Enc.DER) for c in _tls_chain(ssl_obj)]
         self.server_chain = chain
         if check_fingerprint:
-            leaf = check_chain(chain, self.address.key_hash)
-        else:
-            leaf = x509.load_der_x509_certificate(chain[0])
+            check_chain(chain, self.address.key_hash)
         if tls_leaf is not None and chain[0] != tls_leaf:
             raise HandshakeError("certificate chain in server hello does not start with the TLS certificate")
         dh_priv = None
@@ -1203,13 +1202,13 @@ class SMPClient:
         et = sodium.crypto_box(pad(encode_batch([inner]), PROXIED_PADDED), n, self.server_key, cmd_priv)
         fwd_t = ss(n) + w16(fwd_version) + ss(spki("x25519", cmd_pub)) + et
         p = os.urandom(24)
-        eft = sodium.crypto_box_afternm(fwd_t, p, sodium.crypto_box_beforenm(self.server_key, self._sess_priv()))
+        eft = sodium.crypto_box(fwd_t, p, self.server_key, self._hs_priv)  # cbEncryptNoPad(sessSecret)
         _, t = self.transmission(b"", b"RFWD " + eft, corr_id=p)
         resp = await self.request_encoded(p, t)
         if resp.tag != "RRES":
             return resp  # ERR from the destination's RFWD handling itself
         try:
-            fr = sodium.crypto_box_open_afternm(resp.args, p[::-1], sodium.crypto_box_beforenm(self.server_key, self._sess_priv()))
+            fr = sodium.crypto_box_open(resp.args, p[::-1], self.server_key, self._hs_priv)
             r = Reader(fr)
             if r.ss() != n:
                 raise DecodeError("RRES for another forwarded transmission")
@@ -1220,9 +1219,6 @@ class SMPClient:
             raise DecodeError(f"RRES does not decrypt: {e}") from None
         (out,) = parse_responses(inner_resp, fwd_version, self.session_id)
         return out
-
-    def _sess_priv(self) -> bytes:
-        return self._hs_priv
 
     async def close(self) -> None:
         if self._task is not None:
