@@ -241,6 +241,8 @@ def process_block(env: ServerEnv, client: Client, items: list[bytes]) -> None:
             errors.append(client.respond(t.corr_id, t.entity_id, p.err(er)))
         else:
             verified.append((t, q))
+    if len(verified) + len(errors) > 1 and not errors:
+        _batch_stats(env, verified)
     # upstream: parse errors go in their own tPut; they usually leave before the responses
     if errors:
         client.send(errors)
@@ -268,6 +270,18 @@ def process_block(env: ServerEnv, client: Client, items: list[bytes]) -> None:
         client.send(responses)
         for m in msgs:
             client.send([m])
+
+
+_BATCH_STATS = {"SUB": "q_sub_all_b", "DEL": "q_deleted_all_b", "NDEL": "ntf_deleted_b", "NSUB": "ntf_sub_b"}
+
+
+def _batch_stats(env: ServerEnv, verified: list[tuple[p.Transmission, QueueRec | None]]) -> None:
+    """Upstream ``updateBatchStats``: a block of several same-party commands counts once."""
+    tags = {t.cmd.tag for t, _ in verified}
+    if len(tags) == 1:
+        name = _BATCH_STATS.get(tags.pop())
+        if name:
+            inc(env, name)
 
 
 def _inc_auth(env: ServerEnv, tag: str) -> None:
@@ -474,7 +488,7 @@ def _create_queue(env: ServerEnv, client: Client, t: p.Transmission) -> bytes:
         inc(env, "ntf_new_created")
     if cmd.sub_mode == "S":
         client.subs[rid] = Sub()
-        _take_subscription(hub_of(env), client, rid)
+        _take_subscription(env, client, rid)
     return resp(
         p.ids_msg(
             v,
@@ -488,13 +502,16 @@ def _create_queue(env: ServerEnv, client: Client, t: p.Transmission) -> bytes:
     )
 
 
-def _take_subscription(hub: Hub, client: Client, rid: bytes) -> None:
+def _take_subscription(env: ServerEnv, client: Client, rid: bytes) -> None:
     """Make ``client`` the subscriber of ``rid``; the previous one gets END (upstream subQ)."""
+    hub = hub_of(env)
     prev = hub.subscribers.get(rid)
     hub.subscribers[rid] = client
     if prev is not None and prev is not client and not prev.closed:
         if prev.subs.pop(rid, None) is not None:
             prev.send([prev.respond(b"", rid, b"END")])
+            inc(env, "q_sub_end")
+            inc(env, "q_sub_end_b")
 
 
 def _end_ntf_sub(hub: Hub, nid: bytes, by: Client | None) -> None:
@@ -525,7 +542,7 @@ def _subscribe(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec) -
     sub = client.subs.get(rid)
     if sub is None:
         sub = client.subs[rid] = Sub()
-        _take_subscription(hub, client, rid)
+        _take_subscription(env, client, rid)
         has_sub = False
     elif sub.get_mode:
         inc(env, "q_sub_prohibited")
@@ -535,7 +552,7 @@ def _subscribe(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec) -
         sub.delivered = None
         has_sub = True
         if hub.subscribers.get(rid) is not client:
-            _take_subscription(hub, client, rid)
+            _take_subscription(env, client, rid)
     msgs = env.store.messages.get(rid)
     m = None
     if msgs:
@@ -646,6 +663,8 @@ def _delete_queue(env: ServerEnv, client: Client, q: QueueRec) -> None:
     if sub_client is not None and sub_client is not client and not sub_client.closed:
         if sub_client.subs.pop(rid, None) is not None:
             sub_client.send([sub_client.respond(b"", rid, p.deld_msg(sub_client.params.version))])
+            inc(env, "q_sub_end")
+            inc(env, "q_sub_end_b")
     if q.notifier is not None:
         nid = q.notifier.notifier_id
         hub.ntfs.pop(nid, None)
