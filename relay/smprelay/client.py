@@ -763,8 +763,11 @@ async def _open(host: str, port: int, socks: str | None, alpn: bool, timeout: fl
             if socks:
                 from python_socks.async_.asyncio import Proxy
 
-                url = socks.replace("socks5h://", "socks5://", 1)
-                proxy = Proxy.from_url(url, rdns=True)
+                url = socks if "://" in socks else f"socks5h://{socks}"
+                if not url.startswith(("socks5h://", "socks5://")):
+                    raise ValueError(f"SOCKS proxy {socks!r}: use socks5h://HOST:PORT (e.g. tor's 127.0.0.1:9050)")
+                # names (.onion) are always resolved by the proxy
+                proxy = Proxy.from_url(url.replace("socks5h://", "socks5://", 1), rdns=True)
                 sock = await proxy.connect(dest_host=host, dest_port=port)
                 return await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname="", limit=4 * BLOCK_SIZE)
             # server_hostname="" ⇒ no SNI, as SMP clients do (SNI selects the HTTPS site on port 443)

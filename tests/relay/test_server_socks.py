@@ -72,6 +72,7 @@ def test_connect_via_socks5h_to_onion_host(relay):
         proxy = Socks5StandIn(relay.port)
         srv = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
         socks = f"socks5h://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+        bare = socks[len("socks5h://"):]  # HOST:PORT is accepted too
         try:
             async with await smp.connect(addr, socks=socks) as c:
                 # the onion host was chosen and handed to the proxy as a name (ATYP 3), not resolved
@@ -79,6 +80,10 @@ def test_connect_via_socks5h_to_onion_host(relay):
                 q = await c.create_queue()
                 await c.send(q.snd_id, b"over socks")
                 assert (await c.receive(q)).body == b"over socks"
+            async with await smp.connect(addr, socks=bare) as c:
+                await c.ping()
+            with pytest.raises(ValueError, match="socks5h"):
+                await smp.connect(addr, socks="http://" + bare)
             # a host the proxy cannot reach: Unreachable, with the proxy named
             other = smp.SMPAddress(a.key_hash, ("zzzz.onion",), relay.port, a.password)
             with pytest.raises(smp.Unreachable, match="SOCKS proxy"):
