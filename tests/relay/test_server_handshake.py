@@ -205,3 +205,18 @@ def test_tls_refuses_ciphers_other_than_chacha20(relay, tls13, tls12):
             assert c.tls[1] == "TLS_CHACHA20_POLY1305_SHA256"
 
     run(scenario())
+
+
+def test_many_concurrent_connections(relay):
+    """100 clients handshake at once (mixed versions) and are all served."""
+
+    async def one(i: int) -> int:
+        async with await smp.connect(relay.address, version=(6, 10, 18)[i % 3]) as c:
+            await c.ping()
+            return c.version
+
+    async def scenario():
+        versions = await asyncio.gather(*(one(i) for i in range(100)))
+        assert sorted(set(versions)) == [6, 10, 18] and len(versions) == 100
+
+    run(scenario())

@@ -426,3 +426,41 @@ def test_sub_answer_per_version(relay, version, want):
             assert m.body == b"pushed"
 
     run(scenario())
+
+
+def test_unacknowledged_message_survives_subscriber_disconnect(relay):
+    """A subscriber that vanishes before ACK loses nothing: the next SUB gets the same message."""
+
+    async def scenario():
+        sc = await smp.connect(relay.address)
+        a = await smp.connect(relay.address)
+        q = await a.create_queue()
+        await sc.send(q.snd_id, b"keep me")
+        m = await a.receive(q)
+        a.writer.transport.abort()  # no goodbye
+        await a.close()
+        async with await smp.connect(relay.address) as b:
+            await b.subscribe(q)
+            again = await b.receive(q)
+            assert (again.msg_id, again.body) == (m.msg_id, b"keep me")
+            assert await b.ack(q, again.msg_id) is None
+        await sc.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_ed448_life_cycle_at_old_versions(relay, version):
+    async def scenario():
+        async with await smp.connect(relay.address, version=version) as c:
+            q = await c.create_queue(auth_alg="ed448")
+            sk = smp.AuthKey.generate("ed448")
+            await c.secure(q, sk)
+            await c.send(q.snd_id, b"old", sk)
+            m = await c.receive(q)
+            assert m.body == b"old"
+            await c.ack(q, m.msg_id)
+            await c.off(q)
+            await c.delete(q)
+
+    run(scenario())
