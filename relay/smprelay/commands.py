@@ -744,16 +744,23 @@ def _notify(env: ServerEnv, hub: Hub, n: NotifierCreds, m: Message) -> None:
 
 
 def _queue_info(env: ServerEnv, client: Client, q: QueueRec) -> str:
+    """``QUE`` answer: upstream's ``QueueInfo`` JSON (field order, names, standard base64 ids)."""
     msgs = env.store.messages.get(q.recipient_id) or ()
     sub = client.subs.get(q.recipient_id)
-    info: dict[str, Any] = {"qiSnd": q.sender_key is not None, "qiNtf": q.notifier is not None, "qiSize": len(msgs)}
+    info: dict[str, Any] = {"qiSnd": q.sender_key is not None, "qiNtf": q.notifier is not None}
     if sub is not None:
-        info["qiSub"] = {"qSubThread": "prohibitSub" if sub.get_mode else "noSub"}
+        qsub: dict[str, Any] = {"qSubThread": "prohibitSub" if sub.get_mode else "noSub"}
+        if sub.delivered is not None:
+            qsub["qDelivered"] = base64.b64encode(sub.delivered).decode()
+        info["qiSub"] = qsub
+    info["qiSize"] = len(msgs)
     if msgs:
+        m = msgs[0]
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m.ts))
         info["qiMsg"] = {
-            "msgId": e.ss(msgs[0].msg_id).hex(),
-            "msgTs": msgs[0].ts,
-            "msgType": "quota" if msgs[0].quota else "message",
+            "msgId": base64.b64encode(m.msg_id).decode(),
+            "msgTs": ts,
+            "msgType": "quota" if m.quota else "message",
         }
     return json.dumps(info, separators=(",", ":"))
 

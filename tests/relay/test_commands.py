@@ -165,3 +165,26 @@ def test_blocked_queue_refuses_send_and_sub(env):
     env.store.get_recipient(rid).status = "blocked,reason=spam"
     commands.process_block(env, owner, [tx(None, b"c" * 24, sid, b"SEND F x"), tx(rk, b"d" * 24, rid, b"SUB")])
     assert [parse_resp(t)[2] for t in out] == [b"ERR BLOCKED reason=spam", b"ERR BLOCKED reason=spam"]
+
+
+def test_que_info_json(env):
+    import base64
+    import json
+
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    rk = ed25519.Ed25519PrivateKey.generate()
+    rid, sid = new_queue(env, owner, out, rk)
+    commands.process_block(env, owner, [tx(rk, b"q" * 24, rid, b"QUE")])
+    assert json.loads(parse_resp(out.pop())[2][5:]) == {"qiSnd": False, "qiNtf": False, "qiSize": 0}
+    commands.process_block(env, owner, [tx(None, b"c" * 24, sid, b"SEND F x")])
+    commands.process_block(env, owner, [tx(rk, b"s" * 24, rid, b"SUB")])
+    out.clear()
+    commands.process_block(env, owner, [tx(rk, b"q" * 24, rid, b"QUE")])
+    info = json.loads(parse_resp(out.pop())[2][5:])
+    m = env.store.messages[rid][0]
+    b64 = base64.b64encode(m.msg_id).decode()
+    assert list(info) == ["qiSnd", "qiNtf", "qiSub", "qiSize", "qiMsg"]
+    assert info["qiSub"] == {"qSubThread": "noSub", "qDelivered": b64}
+    assert info["qiMsg"]["msgId"] == b64 and info["qiMsg"]["msgType"] == "message"
+    assert info["qiMsg"]["msgTs"].endswith("Z")
