@@ -198,3 +198,50 @@ def test_garbage_before_handshake_and_oversized_hello(relay):
             await c.ping()
 
     run(scenario())
+
+
+@pytest.mark.slow
+def test_fuzz_mutated_client_hellos(relay):
+    """Mutated client hellos (versions, key hash, key, flags, service slot, lengths): the server
+    closes or carries on, never crashes; afterwards it serves normally."""
+    rnd = random.Random(SEED + 1)
+    kh = smp.parse_address(relay.address).key_hash
+
+    async def scenario():
+        outcomes = {"closed": 0, "open": 0}
+        for _ in range(int(os.environ.get("SMP_FUZZ_HELLOS", "200"))):
+            v = rnd.choice([6, 7, 11, 14, 16, 18])
+            ch = bytearray(smp.encode_client_hello(v, kh, os.urandom(32)))
+            for _ in range(rnd.randrange(1, 4)):
+                if not ch:
+                    ch = bytearray(os.urandom(rnd.randrange(1, 40)))
+                op = rnd.random()
+                if op < 0.5:
+                    ch[rnd.randrange(len(ch))] = rnd.randrange(256)
+                elif op < 0.75:
+                    ch = ch[: rnd.randrange(len(ch))]
+                else:
+                    ch += os.urandom(rnd.randrange(1, 200))
+            reader, writer = await smp._open("127.0.0.1", relay.port, None, True, 10)
+            await reader.readexactly(smp.BLOCK_SIZE)
+            writer.write(smp.pad(bytes(ch), smp.BLOCK_SIZE))
+            await writer.drain()
+            try:  # an accepted hello leaves the connection open; a refused one is closed
+                await asyncio.wait_for(reader.readexactly(smp.BLOCK_SIZE), 0.1)
+                outcomes["open"] += 1
+            except asyncio.TimeoutError:
+                outcomes["open"] += 1
+            except (asyncio.IncompleteReadError, ConnectionError):
+                outcomes["closed"] += 1
+            writer.close()
+        assert relay.alive
+        print(f"\nhello fuzz: {outcomes}")
+        async with await smp.connect(relay.address) as c:
+            q = await c.create_queue()
+            await c.send(q.snd_id, b"fine")
+            assert (await c.receive(q)).body == b"fine"
+        return outcomes
+
+    outcomes = run(scenario())
+    assert outcomes["closed"] > 0  # most mutations break the key hash or version
+    assert "Traceback" not in relay.output(), relay.output()[-5000:]
