@@ -527,6 +527,7 @@ class Response:
     corr_id: bytes
     entity_id: bytes
     command: bytes  # tag and parameters
+    block: int = -1  # sequence number of the block it arrived in (tests of response packing)
 
     @property
     def tag(self) -> str:
@@ -918,12 +919,15 @@ class SMPClient:
         await self.writer.drain()
 
     async def _read_loop(self) -> None:
+        n = 0
         try:
             while True:
                 block = await self._read_block()
                 if self._rcv is not None:
                     block = self._rcv.decrypt(block)
+                n += 1
                 for resp in parse_responses(unpad(block), self.version, self.session_id):
+                    resp.block = n
                     fut = self._waiting.pop(resp.corr_id, None)
                     if fut is not None and not fut.done():
                         fut.set_result(resp)

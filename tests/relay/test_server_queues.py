@@ -464,3 +464,32 @@ def test_ed448_life_cycle_at_old_versions(relay, version):
             await c.delete(q)
 
     run(scenario())
+
+
+def test_msg_packing_after_sub_follows_upstream(relay):
+    """Server ``send``: with at most 4 responses in a block the first MSG rides in the same block
+    as the responses; with more, responses go together and every MSG follows in its own block."""
+
+    async def scenario():
+        async with await smp.connect(relay.address) as rc, await smp.connect(relay.address) as sc:
+            qs = [await rc.create_queue(subscribe=False) for _ in range(6)]
+            for q in qs:
+                await sc.send(q.snd_id, b"pending")
+            async with await smp.connect(relay.address) as a:
+                rs = await a.request_batch([(qs[0].rcv_id, b"SUB", qs[0].rcv_key), (b"", b"PING", None)])
+                ev = await a.next_event(5)
+                assert ev.tag == "MSG" and ev.entity_id == qs[0].rcv_id
+                assert rs[0].block == rs[1].block == ev.block  # 2 responses + MSG: one block
+            async with await smp.connect(relay.address) as b:
+                rs = await b.request_batch([(q.rcv_id, b"SUB", q.rcv_key) for q in qs[1:]])  # 5 responses
+                evs = [await b.next_event(5) for _ in qs[1:]]
+                assert [e.tag for e in evs] == ["MSG"] * 5
+                assert {e.entity_id for e in evs} == {q.rcv_id for q in qs[1:]}
+                layout = [(r.tag, r.block) for r in rs] + [(e.tag, e.block) for e in evs]
+                # upstream Server.hs `send` (sendTransmissions, >4 responses): all SOKs in one tPut,
+                # then msgQ -> sendMsg sends every MSG in its own tPut (block)
+                assert len({r.block for r in rs}) == 1, layout
+                blocks = [e.block for e in evs]
+                assert len(set(blocks)) == 5 and min(blocks) > rs[0].block, layout
+
+    run(scenario())
