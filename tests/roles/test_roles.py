@@ -227,7 +227,7 @@ def test_pyinfra_and_ansible_write_the_same_files(tmp_path):
             [str(VENV_BIN / "pyinfra"), "-y", "inventories/testbed.py", "deploy.py"],
             env={**env, "SMPFLEET_PUBLISH_DIR": str(pub_p)})
         assert proc.returncode == 0, proc.stdout[-4000:]
-        assert _grand_total_changes(proc.stdout) == 0, proc.stdout[-4000:]
+        assert _grand_total_changes(proc.stdout + proc.stderr) == 0, (proc.stdout + proc.stderr)[-4000:]
     finally:
         fleet.down(inst, log=lambda m: None)
         print("\n[roles timings] " + json.dumps({k: round(v, 1) for k, v in timings.items()}))
