@@ -21,7 +21,8 @@ import pytest
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-INSTANCE = os.environ.get("SMPFLEET_DEPLOY_TESTBED", "deptest")
+# One instance per test session (several sessions may run at once on this machine).
+INSTANCE = os.environ.get("SMPFLEET_DEPLOY_TESTBED", f"dt{os.getpid() % 100000000}")
 H2_PASSWORD = "h2-fixed_Secret"
 
 
@@ -33,17 +34,17 @@ def env(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("deploy")
     inst = fleet.resolve(INSTANCE, None)
-    tb = fleet.up(inst, 3, log=lambda m: None)
     bundle_dir = tmp / "bundle"
     subprocess.run([sys.executable, "-m", "smpfleet.bundle", str(bundle_dir)], check=True,
                    capture_output=True)
-    state = {"fleet": tb, "inst": inst, "tmp": tmp, "keystore": tmp / "keystore",
-             "published": tmp / "published", "bundle": bundle_dir, "timings": {}}
-    try:
-        yield state
-    finally:
-        fleet.down(inst, log=lambda m: None)
-        print("\n[deploy timings] " + json.dumps(state["timings"]))
+    # fleet.session holds the instance lock throughout: nobody else can pull the hosts away.
+    with fleet.session(inst, 3, log=lambda m: None) as tb:
+        state = {"fleet": tb, "inst": inst, "tmp": tmp, "keystore": tmp / "keystore",
+                 "published": tmp / "published", "bundle": bundle_dir, "timings": {}}
+        try:
+            yield state
+        finally:
+            print("\n[deploy timings] " + json.dumps(state["timings"]))
 
 
 def addr(state, name):
@@ -73,7 +74,10 @@ def deploy(state, data: Path, *extra: str) -> tuple[subprocess.CompletedProcess,
     proc = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", *extra, state["fleet"].pyinfra_inventory,
                            str(REPO / "deploy.py")], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=300)
-    return proc, time.monotonic() - t
+    seconds = time.monotonic() - t
+    state["runs"] = state.get("runs", 0) + 1
+    (state["tmp"] / f"pyinfra-{state['runs']}.log").write_text(proc.stdout + proc.stderr)
+    return proc, seconds
 
 
 def changes(output: str) -> int:
@@ -85,9 +89,12 @@ def changes(output: str) -> int:
 
 def why(proc) -> str:
     """The lines of a pyinfra run that explain a failure."""
-    out = proc.stdout + proc.stderr
-    keep = [l for l in out.splitlines() if re.search(r"check failed|rror|smpfleet:|not serving|wrong", l)]
-    return "\n".join(keep[-40:]) or out[-3000:]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    keep: list[str] = []
+    for i, l in enumerate(lines):
+        if re.search(r"check failed|rror|smpfleet:|not serving|wrong", l) and not l.startswith("    Operation"):
+            keep += lines[max(0, i - 6):i + 1]
+    return "\n".join(keep[-60:]) or "\n".join(lines[-60:])  # full logs: <tmp>/pyinfra-N.log
 
 
 def changed_ops(output: str) -> dict[str, int]:
@@ -259,7 +266,8 @@ def test_reinstalled_hosts_keep_identity_and_onion_and_host_ca_key_is_adopted(en
 
     before = published(env)
     onion1 = run(env, "h1", "cat /var/lib/tor/simplex-smp-singlehop/hostname")
-    env["fleet"] = fleet.up(env["inst"], 3, log=lambda m: None)  # fresh hosts, same addresses
+    # Fresh hosts under the lock the session already holds (testbed's locked `up`).
+    env["fleet"] = fleet._up_locked(env["inst"], 3, lambda m: None)
     assert run(env, "h1", "ls /etc/opt/simplex 2>&1 || true").endswith("No such file or directory")
     # h3 was set up by hand meanwhile ("smp-server init"): its own CA key sits on the host.
     ca_key, ca = certs.generate_ca("ED25519")
