@@ -493,3 +493,26 @@ def test_msg_packing_after_sub_follows_upstream(relay):
                 assert len(set(blocks)) == 5 and min(blocks) > rs[0].block, layout
 
     run(scenario())
+
+
+def test_four_responses_and_msg_fold_like_upstream(relay):
+    """Upstream ``tSend (ts <> [msg])`` packs with a right fold: the last block is filled first. With
+    4 SUBs whose queues hold a message, the first MSG (16 180 bytes with its length) takes the last
+    3 SOKs (58 bytes each) into its block, the first SOK goes in the block before, and the other
+    MSGs follow one per block."""
+
+    async def scenario():
+        async with await smp.connect(relay.address) as rc:
+            qs = [await rc.create_queue(subscribe=False) for _ in range(4)]
+            for q in qs:
+                await rc.send(q.snd_id, b"pending")
+            async with await smp.connect(relay.address) as a:
+                rs = await a.request_batch([(q.rcv_id, b"SUB", q.rcv_key) for q in qs])
+                evs = [await a.next_event(5) for _ in qs]
+                layout = [(r.tag, r.block) for r in rs] + [(e.tag, e.block) for e in evs]
+                b0 = rs[0].block
+                want = [b0, b0 + 1, b0 + 1, b0 + 1, b0 + 1, b0 + 2, b0 + 3, b0 + 4]
+                assert [blk for _, blk in layout] == want, layout
+                assert evs[0].entity_id == qs[0].rcv_id  # the first SUB's message rides with the responses
+
+    run(scenario())
