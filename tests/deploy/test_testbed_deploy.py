@@ -71,9 +71,11 @@ def deploy(state, data: Path, *extra: str) -> tuple[subprocess.CompletedProcess,
     env = {**os.environ, "SMPFLEET_TESTBED_DATA": str(data), "SMPFLEET_BUNDLE": str(state["bundle"])}
     env.pop("SMPFLEET_SHOW_SECRETS", None)
     t = time.monotonic()
-    proc = subprocess.run([str(REPO / ".venv/bin/pyinfra"), "-y", *extra, state["fleet"].pyinfra_inventory,
+    # --dry: without -y, so that pyinfra prints its "Detected changes" table.
+    yes = [] if "--dry" in extra else ["-y"]
+    proc = subprocess.run([str(REPO / ".venv/bin/pyinfra"), *yes, *extra, state["fleet"].pyinfra_inventory,
                            str(REPO / "deploy.py")], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300)
+                          timeout=300, stdin=subprocess.DEVNULL)
     seconds = time.monotonic() - t
     state["runs"] = state.get("runs", 0) + 1
     (state["tmp"] / f"pyinfra-{state['runs']}.log").write_text(proc.stdout + proc.stderr)
@@ -95,6 +97,20 @@ def why(proc) -> str:
         if re.search(r"check failed|rror|smpfleet:|not serving|wrong", l) and not l.startswith("    Operation"):
             keep += lines[max(0, i - 6):i + 1]
     return "\n".join(keep[-60:]) or "\n".join(lines[-60:])  # full logs: <tmp>/pyinfra-N.log
+
+
+def detected_changes(output: str) -> dict[str, str]:
+    """Operation name -> "N (hosts)" from the table `pyinfra --dry` prints."""
+    lines = output.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("--> Detected changes"))
+    out = {}
+    for l in lines[start + 2:]:
+        m = re.match(r"\s+(.+?)\s{2,}(-|\d+ \([^)]*\))\s{2,}", l)
+        if not m:
+            break
+        if m.group(2) != "-":
+            out[m.group(1)] = m.group(2)
+    return out
 
 
 def changed_ops(output: str) -> dict[str, int]:
@@ -249,6 +265,8 @@ def test_changed_setting_dry_run_then_restarts_only_that_relay(env):
     data = write_data(env, h3={"smp_daily_stats": True})
     proc, _ = deploy(env, data, "--dry")
     assert proc.returncode == 0, why(proc)
+    assert detected_changes(proc.stdout + proc.stderr) == {
+        "smp-server.ini": "1 (h3)", "smp-server running and enabled": "1 (h3)"}, proc.stdout + proc.stderr
     assert "log_stats = off" in run(env, "h3", "grep ^log_stats /etc/opt/simplex/smp-server.ini")
     proc, _ = deploy(env, data)
     assert proc.returncode == 0, why(proc)
