@@ -89,6 +89,38 @@ def test_fleet_rules_reported_together_before_any_host_is_touched(tmp_path):
     assert not (tmp_path / "ks").exists()
 
 
+def test_example_inventories_mean_the_same_fleet():
+    """The Ansible example inventory is the pyinfra example: same hosts, same validated settings."""
+    from smpfleet.cli import _inventory_hosts
+    from smpfleet.settings import parse_fleet
+
+    proc, _ = run([str(VENV_BIN / "ansible-inventory"), "-i", "inventories/ansible-example/hosts.yml", "--list"])
+    assert proc.returncode == 0, proc.stderr
+    hostvars = json.loads(proc.stdout)["_meta"]["hostvars"]
+    ansible = parse_fleet({h: {k: v for k, v in d.items() if k.startswith("smp_")} for h, d in hostvars.items()})
+    pyinfra = parse_fleet(_inventory_hosts(REPO / "inventories" / "example.py"))
+    assert set(ansible) == set(pyinfra) == {"smp1.example.com", "smp2.example.com", "hidden-relay"}
+    assert ansible == pyinfra
+    assert ansible["hidden-relay"].onion_only and not ansible["smp2.example.com"].onion
+
+
+def test_testbed_inventory_maps_pyinfra_connection_keys():
+    """inventories/ansible-testbed.py: smp_* data unchanged, pyinfra ssh_* keys as ansible_*."""
+    import runpy
+
+    mod = runpy.run_path(str(REPO / "inventories" / "ansible-testbed.py"))
+    out = mod["ansible_host_vars"]({
+        "ssh_hostname": "10.213.9.11", "ssh_port": 22, "ssh_user": "root", "ssh_key": "/k/id",
+        "ssh_known_hosts_file": "/k/known hosts", "ssh_strict_host_key_checking": "yes",
+        "smp_fqdn": "10.213.9.11", "smp_ports": [5223],
+    })
+    assert out["ansible_host"] == "10.213.9.11" and out["ansible_user"] == "root"
+    assert out["ansible_ssh_private_key_file"] == "/k/id" and out["ansible_port"] == 22
+    assert out["ansible_ssh_common_args"] == "-o 'UserKnownHostsFile=/k/known hosts' -o StrictHostKeyChecking=yes"
+    assert out["smp_fqdn"] == "10.213.9.11" and out["smp_ports"] == [5223]
+    assert not any(k.startswith("ssh_") for k in out)
+
+
 # -- on real test hosts -------------------------------------------------------------------
 
 
@@ -231,3 +263,54 @@ def test_pyinfra_and_ansible_write_the_same_files(tmp_path):
     finally:
         fleet.down(inst, log=lambda m: None)
         print("\n[roles timings] " + json.dumps({k: round(v, 1) for k, v in timings.items()}))
+
+
+@pytest.mark.testbed
+@pytest.mark.slow
+def test_identity_found_on_a_host_moves_into_the_key_store(tmp_path):
+    """A host with a CA made there (smp-server init) and onion keys made by tor: the roles adopt
+    both into the key store (verified copies), then remove ca.key from the host; the relay keeps
+    its fingerprint and its .onion."""
+    _root()
+    from smpfleet import onionkeys
+    from smpfleet_testbed import fleet
+    from smprelay import certs
+
+    inst = fleet.resolve("ansadopt", None)
+    bundle = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-m", "smpfleet.bundle", str(bundle)], check=True, capture_output=True)
+    ca_key, ca_crt = certs.generate_ca("ED448")
+    onion = onionkeys.generate()
+    local = tmp_path / "host-files"
+    local.mkdir()
+    (local / "ca.key").write_bytes(certs.key_pem(ca_key))
+    (local / "ca.crt").write_bytes(certs.cert_pem(ca_crt))
+    for name, data in onion.files.items():
+        (local / name).write_bytes(data)
+    keystore = tmp_path / "keystore"
+    env = {**ENV, "SMPFLEET_TESTBED": "ansadopt", "SMPFLEET_KEYSTORE": str(keystore),
+           "SMPFLEET_BUNDLE": str(bundle), "SMPFLEET_PUBLISH_DIR": str(tmp_path / "pub")}
+    try:
+        tb = fleet.up(inst, 1, log=lambda m: None)
+        hs = "/var/lib/tor/simplex-smp-singlehop"  # h1 is public+onion
+        tb.run("h1", f"install -d -m 750 /etc/opt/simplex && install -d -m 700 {hs}")
+        for name, dest in (("ca.key", "/etc/opt/simplex"), ("ca.crt", "/etc/opt/simplex"),
+                           ("hs_ed25519_secret_key", hs), ("hs_ed25519_public_key", hs), ("hostname", hs)):
+            subprocess.run(["scp", "-q", "-F", tb.ssh_config, str(local / name), f"h1:{dest}/{name}"], check=True)
+        proc, seconds = run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/ansible-testbed.py", "site.yml"],
+                            env=env)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        print(f"\n[roles timings] ansible, 1 host with adoption: {seconds:.1f} s")
+        store = keystore / "h1"
+        assert (store / "ca.crt").read_bytes() == certs.cert_pem(ca_crt)
+        adopted = certs.load_key_pem((store / "ca.key").read_bytes())
+        assert certs.public_raw(adopted.public_key()) == certs.public_raw(ca_key.public_key())
+        assert (store / "fingerprint").read_text().strip() == certs.fingerprint(ca_crt)
+        assert (store / "onion" / "hostname").read_text().strip() == onion.hostname
+        assert tb.run("h1", "test -e /etc/opt/simplex/ca.key", check=False).returncode == 1
+        assert tb.run("h1", "cat /etc/opt/simplex/fingerprint").stdout.strip() == certs.fingerprint(ca_crt)
+        assert tb.run("h1", f"cat {hs}/hostname").stdout.strip() == onion.hostname
+        ini = tb.run("h1", "cat /etc/opt/simplex/smp-server.ini").stdout
+        assert f"host = {tb.hosts[0]['address']},{onion.hostname}" in ini.splitlines()
+    finally:
+        fleet.down(inst, log=lambda m: None)
