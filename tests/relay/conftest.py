@@ -191,6 +191,10 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     r = make_relay(tmp_path_factory.mktemp("relay"))
     r.start()
     yield r
+    # after a whole module of scenarios: still running, stops cleanly on SIGINT, and no
+    # connection handler died with an exception
+    assert r.alive, f"smp-server died:\n{r.output()[-3000:]}"
     rc = r.stop()
-    assert rc is not None
+    assert rc == 0, f"smp-server exited with {rc} on SIGINT:\n{r.output()[-3000:]}"
+    assert "Traceback" not in r.output(), r.output()[-5000:]
 
