@@ -136,13 +136,17 @@ def test_inactive_clients_are_disconnected(relay_factory):
     async def scenario():
         idle = await smp.connect(r.address)
         busy = await smp.connect(r.address)
+        chatty = await smp.connect(r.address)
         await busy.create_queue()  # subscribed: not inactive
-        await asyncio.sleep(3.5)
+        for _ in range(7):  # traffic every 0.5 s keeps a connection without subscriptions open
+            await chatty.ping()
+            await asyncio.sleep(0.5)
         with pytest.raises(smp.ConnectionClosed):
             await idle.ping()
         await busy.ping()
-        await idle.close()
-        await busy.close()
+        await chatty.ping()
+        for c in (idle, busy, chatty):
+            await c.close()
 
     run(scenario())
 
