@@ -288,8 +288,17 @@ def test_identity_found_on_a_host_moves_into_the_key_store(tmp_path):
     for name, data in onion.files.items():
         (local / name).write_bytes(data)
     keystore = tmp_path / "keystore"
-    env = {**ENV, "SMPFLEET_TESTBED": "ansadopt", "SMPFLEET_KEYSTORE": str(keystore),
-           "SMPFLEET_BUNDLE": str(bundle), "SMPFLEET_PUBLISH_DIR": str(tmp_path / "pub")}
+    # Same inventory keys as testbed_data.py, plus a fixed password that must never be logged.
+    password = "adopt-Fixed_pw1"
+    data_file = tmp_path / "data.py"
+    data_file.write_text(
+        "import json, os, pathlib\n"
+        "_i = pathlib.Path(os.environ['SMPFLEET_TESTBED_STATE'], os.environ['SMPFLEET_TESTBED'], 'instance.json')\n"
+        "_a = {h['name']: h['address'] for h in json.loads(_i.read_text())['hosts']}\n"
+        f"data = {{'smp_keystore': {str(keystore)!r}, 'smp_publish_dir': {str(tmp_path / 'pub')!r}}}\n"
+        f"host_data = {{'h1': {{'smp_fqdn': _a['h1'], 'smp_password_policy': 'fixed', 'smp_password': {password!r}}}}}\n")
+    env = {**ENV, "SMPFLEET_TESTBED": "ansadopt", "SMPFLEET_TESTBED_DATA": str(data_file),
+           "SMPFLEET_BUNDLE": str(bundle)}
     try:
         tb = fleet.up(inst, 1, log=lambda m: None)
         hs = "/var/lib/tor/simplex-smp-singlehop"  # h1 is public+onion
@@ -297,10 +306,16 @@ def test_identity_found_on_a_host_moves_into_the_key_store(tmp_path):
         for name, dest in (("ca.key", "/etc/opt/simplex"), ("ca.crt", "/etc/opt/simplex"),
                            ("hs_ed25519_secret_key", hs), ("hs_ed25519_public_key", hs), ("hostname", hs)):
             subprocess.run(["scp", "-q", "-F", tb.ssh_config, str(local / name), f"h1:{dest}/{name}"], check=True)
-        proc, seconds = run([str(VENV_BIN / "ansible-playbook"), "-i", "inventories/ansible-testbed.py", "site.yml"],
-                            env=env)
+        proc, seconds = run([str(VENV_BIN / "ansible-playbook"), "-v", "--diff", "-i",
+                             "inventories/ansible-testbed.py", "site.yml"], env=env)
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
         print(f"\n[roles timings] ansible, 1 host with adoption: {seconds:.1f} s")
+        # Verbose output with diffs names no secret: not the password, not a private key.
+        out = proc.stdout + proc.stderr
+        assert password not in out and "PRIVATE KEY" not in out
+        assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" not in tb.run("h1", "cat /etc/opt/simplex/smp-server.ini").stdout
+        assert f"create_password = {password}" in tb.run("h1", "cat /etc/opt/simplex/smp-server.ini").stdout
+        assert f":{password}@" in (tmp_path / "pub" / "addresses.txt").read_text()
         store = keystore / "h1"
         assert (store / "ca.crt").read_bytes() == certs.cert_pem(ca_crt)
         adopted = certs.load_key_pem((store / "ca.key").read_bytes())

@@ -12,13 +12,25 @@ from typing import Any
 _ROLE_OWN = re.compile(r"^smp_(role|relay)_|^smp_publish_(?!dir$)|^smp_tor_(?!extra_config$)")
 
 
-def smp_inventory_data(host_vars: Any) -> dict[str, Any]:
-    """The smp_* inventory keys of one host (as pyinfra host data), role variables left out."""
+# The fixed password travels to the modules as its own no_log option, never inside the data.
+SECRET_KEYS = ("smp_password",)
+
+
+def smp_inventory_data(host_vars: Any, with_password: bool = False) -> dict[str, Any]:
+    """The smp_* inventory keys of one host (as pyinfra host data), role variables left out, and
+    the password too unless ``with_password`` (only for tasks under no_log: a module masks the
+    values of its no_log options in everything it returns, so the password cannot be a no_log
+    option of a call that must return it)."""
     out = {}
     for key in list(host_vars.keys()):
-        if key.startswith("smp_") and not _ROLE_OWN.match(key):
+        if key.startswith("smp_") and not _ROLE_OWN.match(key) and (with_password or key not in SECRET_KEYS):
             out[key] = host_vars[key]
     return out
+
+
+def smp_inventory_password(host_vars: Any) -> str | None:
+    """The host's smp_password (fixed password policy), or None."""
+    return host_vars["smp_password"] if "smp_password" in host_vars else None
 
 
 def smp_bundle(directory: str) -> dict[str, Any]:
@@ -51,4 +63,5 @@ def smp_slurped(register: Any) -> dict[str, str]:
 class FilterModule:
     def filters(self):
         return {"smp_inventory_data": smp_inventory_data, "smp_bundle": smp_bundle,
-                "smp_publish_entry": smp_publish_entry, "smp_slurped": smp_slurped}
+                "smp_publish_entry": smp_publish_entry, "smp_slurped": smp_slurped,
+                "smp_inventory_password": smp_inventory_password}

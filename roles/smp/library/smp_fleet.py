@@ -14,6 +14,9 @@ options:
     description: Host name -> that host's smp_* variables.
     type: dict
     required: true
+  passwords:
+    description: Host name -> smp_password, for hosts that set one (kept out of the logs).
+    type: dict
   base_dir:
     description: Directory that relative smp_keystore / smp_publish_dir paths are relative to.
     type: path
@@ -35,6 +38,7 @@ from ansible.module_utils.basic import AnsibleModule
 def main() -> None:
     module = AnsibleModule(
         argument_spec={"hosts": {"type": "dict", "required": True},
+                       "passwords": {"type": "dict", "no_log": True},
                        "base_dir": {"type": "path", "required": True}},
         supports_check_mode=True,
     )
@@ -45,7 +49,11 @@ def main() -> None:
         module.fail_json(msg=f"cannot import smpfleet ({e}): run ansible-playbook from the smpfleet "
                              "venv, or set smp_role_controller_python to a Python that has it")
     try:
-        fleet = parse_fleet(module.params["hosts"], Path(module.params["base_dir"]))
+        hosts = {name: dict(data) for name, data in module.params["hosts"].items()}
+        for name, password in (module.params["passwords"] or {}).items():
+            if password is not None and name in hosts:
+                hosts[name]["smp_password"] = password
+        fleet = parse_fleet(hosts, Path(module.params["base_dir"]))
     except InventoryError as e:
         module.fail_json(msg=str(e), problems=[list(p) for p in e.problems])
     settings = {

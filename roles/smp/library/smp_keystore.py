@@ -20,6 +20,9 @@ options:
     description: The host's smp_* variables.
     type: dict
     required: true
+  password:
+    description: The host's smp_password (fixed password policy).
+    type: str
   base_dir:
     description: Directory relative smp_keystore / smp_publish_dir paths are relative to.
     type: path
@@ -60,6 +63,7 @@ def main() -> None:
         argument_spec={
             "host": {"type": "str", "required": True},
             "data": {"type": "dict", "required": True},
+            "password": {"type": "str", "no_log": True},
             "base_dir": {"type": "path", "required": True},
             "secrets": {"type": "bool", "default": False},
             "adopt_ca": {"type": "dict", "no_log": True},
@@ -76,7 +80,10 @@ def main() -> None:
         module.fail_json(msg=f"cannot import smpfleet ({e}): run ansible-playbook from the smpfleet venv")
     p = module.params
     name = p["host"]
-    settings, problems = parse_host(name, p["data"], Path(p["base_dir"]))
+    data = dict(p["data"])
+    if p["password"] is not None:
+        data["smp_password"] = p["password"]
+    settings, problems = parse_host(name, data, Path(p["base_dir"]))
     if problems:
         module.fail_json(msg=str(InventoryError(problems)))
     store = KeyStore(settings.keystore)
