@@ -234,3 +234,20 @@ def test_real_subs_batched_deliver_pending_messages(relay):
                 assert seen == set(by_id)
 
     run(scenario())
+
+
+def test_prxy_without_the_create_password_is_proxy_basic_auth(relay):
+    """PRXY (become my sending proxy) needs the server's create password (§6.11): without it, or
+    with a wrong one, upstream answers ERR PROXY BASIC_AUTH."""
+    a = smp.parse_address(relay.address)
+    dest = b"\x01" + smp.ss(b"127.0.0.1") + smp.ss(b"5223") + smp.ss(a.key_hash)  # NE(host) port keyHash
+
+    async def scenario():
+        async with await smp.connect(relay.address) as c:
+            for auth in (b"0", b"1" + smp.ss(b"wrong-password")):
+                r = await c.request(b"", b"PRXY " + dest + auth)
+                assert r.command == b"ERR PROXY BASIC_AUTH"
+            r = await c.request(b"", b"PRXY " + dest[:5])
+            assert r.command == b"ERR CMD SYNTAX"
+
+    run(scenario())
