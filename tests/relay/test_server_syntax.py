@@ -251,3 +251,21 @@ def test_prxy_without_the_create_password_is_proxy_basic_auth(relay):
             assert r.command == b"ERR CMD SYNTAX"
 
     run(scenario())
+
+
+def test_pfwd_to_unknown_session(relay):
+    """PFWD for a proxied session this relay does not have: ERR PROXY NO_SESSION; malformed
+    parameters are CMD SYNTAX; PFWD needs an entity (the session id) and no authorization."""
+    body = b"PFWD " + smp.w16(17) + smp.ss(smp.spki("x25519", os.urandom(32))) + os.urandom(300)
+
+    async def scenario():
+        async with await smp.connect(relay.address) as c:
+            assert (await c.request(os.urandom(32), body)).command == b"ERR PROXY NO_SESSION"
+            assert (await c.request(os.urandom(32), b"PFWD \x00")).command == b"ERR CMD SYNTAX"
+            assert (await c.request(b"", body)).command == b"ERR CMD NO_ENTITY"
+            corr, t = c.transmission(os.urandom(32), body, auth=SIG)
+            fut = c.expect(corr)
+            await c.send_transmissions([t])
+            assert (await c.wait(fut)).command == b"ERR CMD HAS_AUTH"
+
+    run(scenario())
