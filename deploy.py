@@ -13,6 +13,14 @@ from smpfleet import bundle, check, onion, publish, relay
 from smpfleet.fleet import DeployError, fleet_settings, host_identity
 from smpfleet.summary import print_summary_at_exit
 
+if host.state.config.DIFF:
+    # pyinfra --diff would print the changed lines of the INI (create password) and key files.
+    # Lock the change in: pyinfra restores the locked config after each deploy file, and the
+    # operations run again (and would diff) when they execute.
+    host.state.config.DIFF = False
+    host.state.config.lock_current_state()
+    print("smpfleet: --diff is turned off: the deployed files hold secrets", file=sys.stderr)
+
 try:
     fleet = fleet_settings()
     settings = fleet[host.name]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import shlex
 
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import files, systemd
 
 from . import render
 from .check import execute_only_shell
 from .keystore import HostKeys
-from .relay import SCRIPTS_DIR
+from .relay import SCRIPTS_DIR, apt_install
 from .settings import RelaySettings
 
 TORRC = "/etc/tor/torrc"
@@ -26,7 +26,7 @@ CONTROL_SOCKET = "/run/tor/control"
 
 
 def install() -> None:
-    apt.packages(name="tor present", packages=["tor"])
+    apt_install("tor")
 
 
 def configure(settings: RelaySettings, keys: HostKeys) -> bool:

@@ -11,6 +11,7 @@ import io
 import shlex
 
 from pyinfra import host
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FindDirectories
 from pyinfra.operations import apt, files, server, systemd
 
@@ -26,9 +27,16 @@ UNIT_PATH = "/etc/systemd/system/smp-server.service"
 SERVICE = "smp-server.service"
 
 
+def apt_install(package: str) -> None:
+    """Install a package; refresh the apt lists only when something is missing (a fresh host's
+    lists may be stale), so runs that change nothing stay free of apt updates."""
+    missing = package not in (host.get_fact(DebPackages) or {})
+    apt.packages(name=f"{package} present", packages=[package], update=missing)
+
+
 def install(bundle: Bundle) -> bool:
     """User, directories, venv with the bundle; returns True if a new bundle gets installed."""
-    apt.packages(name="python3-venv present", packages=["python3-venv"])
+    apt_install("python3-venv")
     server.user(name="user smp", user="smp", system=True, home=render.LOG_DIR,
                 shell="/usr/sbin/nologin", create_home=False)
     files.directory(name="config dir", path=render.CONFIG_DIR, user="root", group="smp", mode="750")

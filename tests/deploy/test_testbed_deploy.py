@@ -306,8 +306,12 @@ def test_reinstalled_hosts_keep_identity_and_onion_and_host_ca_key_is_adopted(en
         subprocess.run(["ssh", "-F", env["fleet"].ssh_config, "h2",
                         f"mkdir -p -m 700 /var/lib/tor/simplex-smp && cat > /var/lib/tor/simplex-smp/{name}"],
                        input=data, check=True)
-    proc, _ = deploy(env, write_data(env, h3={"smp_daily_stats": True}))
+    proc, _ = deploy(env, write_data(env, h3={"smp_daily_stats": True}), "--diff")
     assert proc.returncode == 0, why(proc)
+    out = proc.stdout + proc.stderr
+    assert "--diff is turned off" in out  # file diffs would show the INI's create_password
+    h1_password = (env["keystore"] / "h1" / "password").read_text().strip()
+    assert h1_password not in out and H2_PASSWORD not in out and "PRIVATE KEY" not in out
     after = published(env)
     assert after["h1"] == before["h1"]
     assert after["h2"]["fingerprint"] == before["h2"]["fingerprint"] and after["h2"]["hosts"] == [planted.hostname]
