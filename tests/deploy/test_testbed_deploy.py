@@ -176,7 +176,7 @@ def test_services_files_and_modes(env):
         assert run(env, h, "systemctl is-enabled smp-server") == "enabled"
         modes = run(env, h, "stat -c '%n %a %U' /etc/opt/simplex/{server.key,server.crt,ca.crt,fingerprint,"
                             "smp-server.ini}").splitlines()
-        assert modes == [f"/etc/opt/simplex/server.key 600 smp", "/etc/opt/simplex/server.crt 644 smp",
+        assert modes == ["/etc/opt/simplex/server.key 600 smp", "/etc/opt/simplex/server.crt 644 smp",
                          "/etc/opt/simplex/ca.crt 644 smp", "/etc/opt/simplex/fingerprint 644 smp",
                          "/etc/opt/simplex/smp-server.ini 600 smp"]
         assert run(env, h, "readlink -f $(command -v smp-server)") == "/opt/smpfleet/venv/bin/smp-server"
