@@ -167,7 +167,8 @@ def leftovers(inst: Instance) -> dict[str, list[str]]:
     return {
         "namespaces": network.our_namespaces(inst),
         "links": network.our_links(inst),
-        "routes": network.our_routes(inst),
+        # a subnet another instance holds is theirs, not a leftover of this one
+        "routes": network.our_routes(inst) if subnet_claimed_by(inst) is None else [],
         "mounts": [str(p) for p in mount_points(inst.state_dir)],
         "cgroups": [str(d) for d in inst.cgroup_dirs() if d.exists()],
         "processes": [str(p) for p in sorted(hosts.cgroup_pids(inst.cgroup_dirs()) | hosts.nspawn_pids(inst))],
