@@ -105,12 +105,25 @@ def protocol_settings(cfg: config.ServerConfig) -> ProtocolSettings:
     )
 
 
-def banner_lines(paths: ServerPaths, cfg: config.ServerConfig, fingerprint: str) -> list[str]:
-    """What ``start`` prints before serving (reference §1.6), in upstream order and wording."""
+PASSWORD_MASK = "********"
+
+
+def banner_lines(
+    paths: ServerPaths, cfg: config.ServerConfig, fingerprint: str, show_password: bool = True
+) -> list[str]:
+    """What ``start`` prints before serving (reference §1.6), in upstream order and wording.
+
+    ``show_password=False`` masks the create password in the address: ``start`` passes it when
+    its output is not a terminal (systemd's journal, a log file), where a secret must not land.
+    """
+    password = cfg.auth.create_password
+    if password and not show_password:
+        password = PASSWORD_MASK
+    address = config.server_address(fingerprint, password, cfg.transport.host, cfg.transport.port)
     lines = [
         version.banner(),
         f"Fingerprint: {fingerprint}",
-        f"Server address: {config.config_address(cfg, fingerprint)}",
+        f"Server address: {address}",
     ]
     src = cfg.information.get("source_code")
     if src:
@@ -256,7 +269,7 @@ async def serve(
         ctx = tls.server_context(paths.server_crt, paths.ca_crt, paths.server_key)
     except Exception as e:  # ssl.SSLError, OSError: report, do not trace back
         raise StartError(f"Error: cannot load the TLS credentials: {e}") from None
-    for line in banner_lines(paths, cfg, creds.fingerprint):
+    for line in banner_lines(paths, cfg, creds.fingerprint, show_password=sys.stdout.isatty()):
         out(line)
     socks = bind_listeners(cfg.transport.port, str(paths.ini))
 
