@@ -186,6 +186,18 @@ def _snapshot(tb, host: str) -> dict:
     return json.loads(tb.run(host, cmd).stdout)
 
 
+def _recap_changed(output: str) -> dict[str, int]:
+    """Host -> changed count from ansible-playbook's PLAY RECAP."""
+    lines = output.splitlines()
+    start = max(i for i, l in enumerate(lines) if l.startswith("PLAY RECAP"))
+    out = {}
+    for l in lines[start + 1:]:
+        if ":" in l and "changed=" in l:
+            host, rest = l.split(":", 1)
+            out[host.strip()] = int(rest.split("changed=")[1].split()[0])
+    return out
+
+
 def _grand_total_changes(output: str) -> int:
     line = next(l for l in output.splitlines() if l.strip().startswith("Grand total"))
     success = line.split()[-3]
@@ -260,6 +272,19 @@ def test_pyinfra_and_ansible_write_the_same_files(tmp_path):
             env={**env, "SMPFLEET_PUBLISH_DIR": str(pub_p)})
         assert proc.returncode == 0, proc.stdout[-4000:]
         assert _grand_total_changes(proc.stdout + proc.stderr) == 0, (proc.stdout + proc.stderr)[-4000:]
+
+        # --check: nothing to do on a converged fleet; a hand edit is reported, not repaired.
+        check = [str(VENV_BIN / "ansible-playbook"), "--check", "-i", "inventories/ansible-testbed.py", "site.yml"]
+        check_env = {**env, "SMPFLEET_PUBLISH_DIR": str(pub_a)}
+        proc, _ = run(check, env=check_env)
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        assert _recap_changed(proc.stdout) == {"h1": 0, "h2": 0, "h3": 0}, proc.stdout[-4000:]
+        tb.run("h1", "echo '# hand edit' >> /etc/opt/simplex/smp-server.ini")
+        proc, _ = run(check, env=check_env)
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        recap = _recap_changed(proc.stdout)
+        assert recap["h1"] >= 1 and recap["h2"] == recap["h3"] == 0, proc.stdout[-4000:]
+        assert tb.run("h1", "tail -n 1 /etc/opt/simplex/smp-server.ini").stdout.strip() == "# hand edit"
     finally:
         fleet.down(inst, log=lambda m: None)
         print("\n[roles timings] " + json.dumps({k: round(v, 1) for k, v in timings.items()}))

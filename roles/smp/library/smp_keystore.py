@@ -46,7 +46,10 @@ fingerprint:
   returned: success
 """
 
+import atexit
 import base64
+import shutil
+import tempfile
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
@@ -69,7 +72,7 @@ def main() -> None:
             "adopt_ca": {"type": "dict", "no_log": True},
             "adopt_onion": {"type": "dict", "no_log": True},
         },
-        supports_check_mode=False,
+        supports_check_mode=True,
     )
     try:
         from smpfleet import render
@@ -87,6 +90,14 @@ def main() -> None:
     if problems:
         module.fail_json(msg=str(InventoryError(problems)))
     store = KeyStore(settings.keystore)
+    real_dir = store.host_dir(name)
+    if module.check_mode:
+        # Nothing may change: complete a copy of the host's directory and report the difference.
+        scratch = Path(tempfile.mkdtemp(prefix="smp-keystore-check-"))
+        atexit.register(shutil.rmtree, scratch, True)
+        if store.host_dir(name).exists():
+            shutil.copytree(store.host_dir(name), scratch / name)
+        store = KeyStore(scratch)
     onion_mode = ("single-hop" if settings.single_hop else "anonymous") if settings.onion else None
     before = _snapshot(store.host_dir(name))
     try:
@@ -106,7 +117,7 @@ def main() -> None:
     result = {
         "changed": _snapshot(store.host_dir(name)) != before,
         "host": name,
-        "directory": str(keys.directory),
+        "directory": str(real_dir),  # in check mode too: the scratch copy is gone after the call
         "fingerprint": keys.fingerprint,
         "onion": settings.onion,
         "onion_hostname": onion_hostname,
