@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import stem
+import stem.connection  # AuthenticationFailure; not imported by stem.control
 from stem.control import Controller
 
 
