@@ -53,9 +53,20 @@ class Client:
     snd_active: float = field(default_factory=time.time)
     closed: bool = False
     sess_secret: bytes | None = None  # X25519(our handshake key, client's), for RFWD
+    # END/DELD: upstream collects them per connection (``pendingEvents``) and sends them
+    # together in one tPut; the session sets this to do the same per event-loop turn.
+    send_event: Callable[[bytes], None] | None = None
 
     def respond(self, corr_id: bytes, entity_id: bytes, msg: bytes) -> bytes:
         return p.encode_response(self.params, corr_id, entity_id, msg)
+
+    def event(self, entity_id: bytes, msg: bytes) -> None:
+        """Queue an END or DELD for this connection (no correlation id)."""
+        t = p.encode_response(self.params, b"", entity_id, msg)
+        if self.send_event is not None:
+            self.send_event(t)
+        else:
+            self.send([t])
 
 
 @dataclass
@@ -387,7 +398,7 @@ def execute(env: ServerEnv, client: Client, t: p.Transmission, q: QueueRec | Non
         if prev is not client:
             if prev is not None and not prev.closed:
                 prev.ntf_subs.discard(nid)
-                prev.send([prev.respond(b"", nid, b"END")])
+                prev.event(nid, b"END")
             hub.ntf_subscribers[nid] = client
             client.ntf_subs.add(nid)
             inc(env, "ntf_sub")
@@ -509,7 +520,7 @@ def _take_subscription(env: ServerEnv, client: Client, rid: bytes) -> None:
     hub.subscribers[rid] = client
     if prev is not None and prev is not client and not prev.closed:
         if prev.subs.pop(rid, None) is not None:
-            prev.send([prev.respond(b"", rid, b"END")])
+            prev.event(rid, b"END")
             inc(env, "q_sub_end")
             inc(env, "q_sub_end_b")
 
@@ -520,7 +531,7 @@ def _end_ntf_sub(hub: Hub, nid: bytes, by: Client | None) -> None:
     if prev is not None:
         prev.ntf_subs.discard(nid)
         if prev is not by and not prev.closed:
-            prev.send([prev.respond(b"", nid, p.deld_msg(prev.params.version))])
+            prev.event(nid, p.deld_msg(prev.params.version))
 
 
 def _box_key(hub: Hub, q: QueueRec) -> bytes:
@@ -662,7 +673,7 @@ def _delete_queue(env: ServerEnv, client: Client, q: QueueRec) -> None:
     sub_client = hub.subscribers.pop(rid, None)
     if sub_client is not None and sub_client is not client and not sub_client.closed:
         if sub_client.subs.pop(rid, None) is not None:
-            sub_client.send([sub_client.respond(b"", rid, p.deld_msg(sub_client.params.version))])
+            sub_client.event(rid, p.deld_msg(sub_client.params.version))
             inc(env, "q_sub_end")
             inc(env, "q_sub_end_b")
     if q.notifier is not None:

@@ -10,6 +10,7 @@ tag ``ERR CMD UNKNOWN``; bad parameters ``ERR CMD SYNTAX``; then the credential 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from . import encoding as e
@@ -90,6 +91,7 @@ class Command:
     link_id: bytes = b""
     fixed_data: bytes = b""
     user_data: bytes = b""
+    fwd_version: int = 0  # PFWD: the client's SMP version with the destination relay
 
 
 RECIPIENT = {"SUB", "KEY", "RKEY", "LSET", "LDEL", "NKEY", "NDEL", "GET", "ACK", "OFF", "DEL", "QUE"}
@@ -122,6 +124,102 @@ def _dh_key(p: e.Parser) -> bytes:
     return k.raw
 
 
+# BasicAuth characters (upstream ``basicAuth``: isPrint, not isSpace, not '@', ':' or '/'),
+# over the Latin-1 code points a Char8 ByteString holds.
+_BASIC_AUTH_CHARS = frozenset(
+    b for b in range(256) if chr(b).isprintable() and not chr(b).isspace() and b not in b"@:/"
+)
+_DOMAIN_STOP = frozenset(b":#,;/ \n\r\t")
+_DIGITS = frozenset(b"0123456789")
+_HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
+_ONION_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _basic_auth(p: e.Parser) -> bytes:
+    """``Encoding BasicAuth``: SS whose every character is allowed, else a syntax error."""
+    s = p.ss()
+    if not _BASIC_AUTH_CHARS.issuperset(s):
+        raise e.ParseError("invalid character in BasicAuth")
+    return s
+
+
+def _digits(s: bytes, i: int) -> int:
+    """End of the run of ASCII digits starting at ``i``."""
+    while i < len(s) and s[i] in _DIGITS:
+        i += 1
+    return i
+
+
+def _ipv4_prefix(s: bytes) -> int | None:
+    """Length of the IPv4 alternative of ``TransportHost.strP`` at the start of ``s``, or None:
+    three ``decimal '.'`` numbers up to 255, then a decimal (a Word8, so any digits)."""
+    i = 0
+    for _ in range(3):
+        j = _digits(s, i)
+        if j == i or j >= len(s) or s[j] != 0x2E or int(s[i:j]) > 255:
+            return None
+        i = j + 1
+    j = _digits(s, i)
+    return j if j > i else None
+
+
+def _ipv6_prefix(s: bytes) -> int | None:
+    """Length of the IPv6 alternative (``[addr]`` or hex digits and colons read as IPv6)."""
+    if s[:1] == b"[":
+        j = s.find(b"]", 1)
+        if j <= 1:
+            return None
+        addr, end = s[1:j], j + 1
+    else:
+        end = 0
+        while end < len(s) and s[end] in _HEX_OR_COLON:
+            end += 1
+        if end == 0:
+            return None
+        addr = s[:end]
+    try:
+        if b"%" in addr:
+            return None
+        ipaddress.IPv6Address(addr.decode("latin-1"))
+    except ValueError:
+        return None
+    return end
+
+
+def transport_host_ok(s: bytes) -> bool:
+    """Whether upstream ``parseAll strP`` accepts ``s`` as a ``TransportHost``: the first of
+    IPv4, IPv6, onion, domain name that parses is taken, and it must use up the whole string."""
+    end = _ipv4_prefix(s)
+    if end is None:
+        end = _ipv6_prefix(s)
+    if end is None:
+        k = 0
+        while k < len(s) and s[k] in _ONION_CHARS:
+            k += 1
+        if s.startswith(b".onion", k):
+            end = k + 6
+    if end is None:
+        k = 0
+        while k < len(s) and s[k] not in _DOMAIN_STOP:
+            k += 1
+        if k == 0 or s[:k].endswith(b".onion"):
+            return False
+        end = k
+    return end == len(s)
+
+
+def _smp_server(p: e.Parser) -> None:
+    """``Encoding SMPServer``: NonEmpty(SS host) ‖ SS port ‖ SS keyHash; validated, not kept."""
+    n = p.byte()
+    if n == 0:
+        raise e.ParseError("empty host list")
+    for _ in range(n):
+        if not transport_host_ok(p.ss()):
+            raise e.ParseError("bad server host")
+    p.ss()  # port (a String)
+    p.ss()  # key hash
+
+
 def _sub_mode(p: e.Parser) -> str:
     c = p.byte()
     if c == 0x53:
@@ -136,7 +234,7 @@ def _new(v: int, p: e.Parser) -> Command:
     cmd = Command("NEW", key=_auth_key(p), dh_key=_dh_key(p))
     if v >= SND_AUTH_KEY_VERSION:
         if p.maybe_tag():
-            cmd.basic_auth = p.ss()
+            cmd.basic_auth = _basic_auth(p)
         cmd.sub_mode = _sub_mode(p)
         if v >= SHORT_LINKS_VERSION:
             if p.maybe_tag():
@@ -167,7 +265,7 @@ def _new(v: int, p: e.Parser) -> Command:
             save = p.pos
             try:
                 p.pos += 1
-                cmd.basic_auth = p.ss()
+                cmd.basic_auth = _basic_auth(p)
             except e.ParseError:
                 p.pos = save
                 cmd.basic_auth = None
@@ -220,11 +318,18 @@ def parse_command(v: int, raw: bytes) -> Command:
     elif tag == "RFWD":
         p.space()
         cmd = Command("RFWD", body=p.tail())
-    elif tag in ("PRXY", "PFWD"):
-        # This relay is not a sending proxy; the parameters are not needed to refuse.
+    elif tag == "PRXY":
+        # ``PRXY <$> _smpP <*> smpP``: the destination server and Maybe BasicAuth are parsed
+        # (bad ones are CMD SYNTAX) even though this relay refuses to be a sending proxy.
         p.space()
-        p.tail()
-        cmd = Command(tag)
+        _smp_server(p)
+        cmd = Command("PRXY", basic_auth=_basic_auth(p) if p.maybe_tag() else None)
+    elif tag == "PFWD":
+        # ``PFWD <$> _smpP <*> smpP <*> Tail``: version (Word16), X25519 key, encrypted transmission
+        p.space()
+        cmd = Command("PFWD", fwd_version=p.w16())
+        cmd.dh_key = _dh_key(p)
+        cmd.body = p.tail()
     else:  # pragma: no cover - TAGS and the branches above are kept in step
         raise UnknownCommand()
     p.end()

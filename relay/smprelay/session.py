@@ -91,33 +91,62 @@ async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 def _make_client(
     env: ServerEnv, writer: asyncio.StreamWriter, codec: BlockCodec, params: p.Params, hs_sk: bytes
 ) -> commands.Client:
-    """A protocol client whose ``send`` queues transmissions; once per event-loop turn they are
-    packed into as few blocks as fit (upstream's batching), encrypted in order and handed to
-    TLS in one write. An END storm or an ACK answer plus a pushed MSG then costs one block and
-    one system call instead of one each."""
+    """A protocol client whose ``send`` is upstream's ``tSend``: each call's transmissions are
+    packed into their own block(s) and encrypted at once (fixing block order and the
+    encryption chain); separate calls never share a block (Server.hs ``send``/``sendMsg``).
+    The bytes of all blocks made in one event-loop turn go to TLS in one write, so several
+    blocks cost one system call. END/DELD events collected in a turn go together in one call,
+    as upstream's ``pendingEvents`` do, so a resubscription storm costs few blocks."""
     client: commands.Client
-    pending: list[bytes] = []
+    out: list[bytes] = []  # encrypted blocks not yet written
+    events: list[bytes] = []  # END/DELD not yet packed
+    scheduled = False
     loop = asyncio.get_running_loop()
+    encode = codec.encode
 
-    def flush() -> None:
-        ts = pending[:]
-        pending.clear()
-        if not ts or writer.is_closing():
-            return
+    def put(ts: list[bytes]) -> None:
         payloads, too_large = batch_blocks(ts)
         if too_large:
             log.warning("dropped %d response(s) too large for a block", len(too_large))
-        writer.write(b"".join([codec.encode(b) for b in payloads]))
+        for b in payloads:
+            out.append(encode(b))
+
+    def flush() -> None:
+        nonlocal scheduled
+        scheduled = False
+        if client.closed or writer.is_closing():
+            out.clear()
+            events.clear()
+            return
+        if events:
+            # upstream prepends each event to the connection's pending list (``evt <|``)
+            put(events[::-1])
+            events.clear()
+            client.snd_active = time.time()
+        if out:
+            writer.write(b"".join(out))
+            out.clear()
+
+    def schedule() -> None:
+        nonlocal scheduled
+        if not scheduled:
+            scheduled = True
+            loop.call_soon(flush)
 
     def send(ts: list[bytes]) -> None:
         if client.closed or writer.is_closing():
             return
-        if not pending:
-            loop.call_soon(flush)
-        pending.extend(ts)
+        schedule()
+        put(ts)
         client.snd_active = time.time()
 
-    client = commands.Client(params, hs_sk, send)
+    def send_event(t: bytes) -> None:
+        if client.closed or writer.is_closing():
+            return
+        schedule()
+        events.append(t)
+
+    client = commands.Client(params, hs_sk, send, send_event=send_event)
     commands.hub_of(env).clients.add(client)
     return client
 

@@ -79,6 +79,9 @@ def batch_blocks(transmissions: list[bytes]) -> tuple[list[bytes], list[int]]:
     Returns (payloads, indices of transmissions too large to send). The last block is filled
     first and the leftovers go in earlier blocks; order is preserved.
     """
+    if len(transmissions) == 1 and len(transmissions[0]) <= BATCH_CAPACITY - 2:  # most sends
+        t = transmissions[0]
+        return [b"\x01" + len(t).to_bytes(2, "big") + t], []
     blocks: list[list[bytes]] = []
     cur: list[bytes] = []
     size = 0

@@ -188,3 +188,125 @@ def test_que_info_json(env):
     assert info["qiSub"] == {"qSubThread": "noSub", "qDelivered": b64}
     assert info["qiMsg"]["msgId"] == b64 and info["qiMsg"]["msgType"] == "message"
     assert info["qiMsg"]["msgTs"].endswith("Z")
+
+
+# -- how a session packs what commands send (upstream Server.hs send/sendMsg/pendingEvents) ----------
+async def _session_client(env):
+    """A protocol client on the real session edge, writing plain blocks to one end of a socket pair."""
+    import asyncio
+    import socket
+
+    from smprelay import session
+    from smprelay.transport import BlockCodec
+
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    _, writer = await asyncio.open_connection(sock=ours)
+    sk, _ = c.x25519_keypair()
+    cl = session._make_client(env, writer, BlockCodec(), p.Params(V, SID), sk)
+    return cl, writer, theirs
+
+
+async def _read_layout(sock, n_blocks):
+    """The tags of the transmissions in each block received, e.g. [["SOK", "SOK"], ["MSG"]]."""
+    import asyncio
+
+    from smprelay.transport import BLOCK_SIZE, BlockCodec
+
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < n_blocks * BLOCK_SIZE:
+        data += await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 5)
+    await asyncio.sleep(0.05)
+    try:
+        data += sock.recv(1 << 16)  # nothing more may follow
+    except BlockingIOError:
+        pass
+    assert len(data) == n_blocks * BLOCK_SIZE
+    codec = BlockCodec()
+    blocks = [parse_batch(codec.decode(data[i : i + BLOCK_SIZE])) for i in range(0, len(data), BLOCK_SIZE)]
+    return [[parse_resp(t)[2].split(b" ")[0].decode() for t in b] for b in blocks]
+
+
+def _queues_with_a_message(env, n):
+    out: list[bytes] = []
+    owner, _ = mk_client(out)
+    qs = []
+    for _ in range(n):
+        rk = ed25519.Ed25519PrivateKey.generate()
+        rid, sid = new_queue(env, owner, out, rk)
+        commands.process_block(env, owner, [tx(None, b"c" * 24, sid, b"SEND F pending")])
+        qs.append((rid, rk))
+    return qs
+
+
+@pytest.mark.parametrize(
+    "n_subs,layout",
+    [
+        # > 4 responses: all SOKs in one tPut, then every MSG in its own (sendTransmissions + sendMsg)
+        (5, [["SOK"] * 5] + [["MSG"]] * 5),
+        # <= 4: tSend (ts <> [msg]) folds from the right, so the first MSG takes the last 3 SOKs
+        (4, [["SOK"], ["SOK", "SOK", "SOK", "MSG"]] + [["MSG"]] * 3),
+        (1, [["SOK", "MSG"]]),
+    ],
+)
+def test_msg_packing_after_subs_follows_upstream_send(env, n_subs, layout):
+    import asyncio
+
+    async def scenario():
+        qs = _queues_with_a_message(env, n_subs)
+        cl, writer, theirs = await _session_client(env)
+        try:
+            commands.process_block(env, cl, [tx(rk, b"s%d" % i * 8, rid, b"SUB") for i, (rid, rk) in enumerate(qs)])
+            assert await _read_layout(theirs, len(layout)) == layout
+        finally:
+            writer.close()
+            theirs.close()
+
+    asyncio.run(scenario())
+
+
+def test_separate_sends_never_share_a_block_but_share_a_write(env):
+    import asyncio
+
+    async def scenario():
+        cl, writer, theirs = await _session_client(env)
+        try:
+            for i in range(3):  # three blocks of PINGs processed in one loop turn
+                commands.process_block(env, cl, [tx(None, b"p%d" % i * 8, b"", b"PING")])
+            assert await _read_layout(theirs, 3) == [["PONG"]] * 3
+        finally:
+            writer.close()
+            theirs.close()
+
+    asyncio.run(scenario())
+
+
+def test_ends_of_one_resubscription_go_together_in_upstream_order(env):
+    """Upstream ``endPreviousSubscriptions`` prepends each END to the old connection's pending
+    events and sends them in one tPut; the SUBs run last-first, so the ENDs come out in the
+    order of the SUBs."""
+    import asyncio
+
+    async def scenario():
+        qs = _queues_with_a_message(env, 3)
+        old, writer, theirs = await _session_client(env)
+        try:
+            for rid, rk in qs:
+                commands.process_block(env, old, [tx(rk, b"o" * 24, rid, b"SUB")])
+            await _read_layout(theirs, 3)  # SOK+MSG each
+            out: list[bytes] = []
+            new, _ = mk_client(out)
+            commands.process_block(env, new, [tx(rk, b"n" * 24, rid, b"SUB") for rid, rk in qs])
+            loop = asyncio.get_running_loop()
+            data = b""
+            while len(data) < 16384:
+                data += await asyncio.wait_for(loop.sock_recv(theirs, 1 << 16), 5)
+            ends = [parse_resp(t) for t in parse_batch(e.unpad(data[:16384]))]
+            assert len(data) == 16384
+            assert [(ent, msg) for _, ent, msg in ends] == [(rid, b"END") for rid, _ in qs]
+        finally:
+            writer.close()
+            theirs.close()
+
+    asyncio.run(scenario())

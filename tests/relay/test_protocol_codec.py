@@ -185,3 +185,86 @@ def test_rcv_msg_body_sizes():
     # a full MSG transmission with its L() prefix is 16180 bytes at v>=7 (reference §6.9)
     msg = p.msg_msg(b"m" * 24, b"x" * (16106 + 16))
     assert len(e.large(p.encode_response(p.Params(18, SID), b"", b"r" * 24, msg))) == 16180
+
+
+# -- PRXY / PFWD parameters (Protocol.hs ``PRXY <$> _smpP <*> smpP``, ``PFWD <$> _smpP <*> smpP <*> Tail``) --
+KH = b"\x07" * 32
+DEST = b"\x02" + e.ss(b"smp.example.com") + e.ss(b"abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx.onion")
+DEST += e.ss(b"5223") + e.ss(KH)
+
+
+@pytest.mark.parametrize("v", [8, 18])
+def test_prxy_parses_server_and_basic_auth(v):
+    assert parse(v, b"", b"c", b"", b"PRXY " + DEST + b"0").cmd.basic_auth is None
+    assert parse(v, b"", b"c", b"", b"PRXY " + DEST + b"1" + e.ss(b"s3cret")).cmd.basic_auth == b"s3cret"
+    # well-formed: the credential rules still apply after the parse
+    assert err_of(v, SIG, b"c", b"", b"PRXY " + DEST + b"0")[2] == b"CMD HAS_AUTH"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        b"",  # no parameters at all
+        DEST[:5],  # truncated host list
+        DEST,  # Maybe BasicAuth missing
+        DEST + b"0x",  # trailing byte
+        DEST + b"2",  # bad Maybe tag
+        b"\x00" + e.ss(b"5223") + e.ss(KH) + b"0",  # empty NonEmpty host list
+        b"\x01" + e.ss(b"host:5223") + e.ss(b"5223") + e.ss(KH) + b"0",  # not a TransportHost
+        DEST + b"1" + e.ss(b"pass word"),  # BasicAuth with a space
+        DEST + b"1" + e.ss(b"user@pw"),  # BasicAuth with '@'
+        DEST + b"1" + e.ss(b"p\x7fw"),  # BasicAuth with a control character
+    ],
+)
+def test_malformed_prxy_is_cmd_syntax_before_credentials(params):
+    # the parse comes first: even with a signature and an entity the error is CMD SYNTAX
+    assert err_of(18, b"", b"c", b"", b"PRXY " + params) == (b"c", b"", b"CMD SYNTAX")
+    assert err_of(18, SIG, b"c", b"q", b"PRXY " + params)[2] == b"CMD SYNTAX"
+
+
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        (b"127.0.0.1", True),
+        (b"1.2.3.4.5", False),  # the IPv4 alternative wins and must reach the end
+        (b"256.1.1.1", True),  # not IPv4 (256), so a domain name
+        (b"[::1]", True),
+        (b"::1", True),
+        (b"[fe80::1]:5", False),
+        (b"dead:beef", False),
+        (b"abcdef234567.onion", True),
+        (b"abc.onionx", False),  # the onion alternative wins and must reach the end
+        (b"x.y.onion", False),  # not onion characters, and a domain must not end in .onion
+        (b"smp.example.com", True),
+        (b"", False),
+        (b"a b", False),
+        (b"a,b", False),
+    ],
+)
+def test_transport_host_alternatives(host, ok):
+    assert p.transport_host_ok(host) is ok
+
+
+@pytest.mark.parametrize("v", [8, 18])
+def test_pfwd_parses_version_key_and_tail(v):
+    body = b"PFWD " + e.w16(17) + e.ss(DH) + b"encrypted transmission"
+    cmd = parse(v, b"", b"c", b"sess", body).cmd
+    assert (cmd.fwd_version, cmd.dh_key, cmd.body) == (17, DH[12:], b"encrypted transmission")
+    assert parse(v, b"", b"c", b"sess", b"PFWD " + e.w16(17) + e.ss(DH)).cmd.body == b""
+
+
+@pytest.mark.parametrize(
+    "params",
+    [b"", b"\x00", e.w16(17), e.w16(17) + DH[:20], e.w16(17) + e.ss(PUB) + b"x", e.w16(17) + e.ss(DH[:-1])],
+)
+def test_malformed_pfwd_is_cmd_syntax_before_credentials(params):
+    assert err_of(18, b"", b"c", b"sess", b"PFWD " + params)[2] == b"CMD SYNTAX"
+    assert err_of(18, b"", b"c", b"", b"PFWD " + params)[2] == b"CMD SYNTAX"  # before NO_ENTITY
+
+
+@pytest.mark.parametrize("v", [6, 9, 15, 18])
+def test_new_password_with_invalid_characters_is_cmd_syntax(v):
+    """NEW's password is a ``BasicAuth`` too (printable, no space, '@', ':' or '/')."""
+    for pw in (b"pass word", b"a:b", b"a/b", b"a@b", b"\x01"):
+        assert err_of(v, SIG, b"c", b"", new_cmd(v, auth=pw))[2] == b"CMD SYNTAX"
+    assert parse(v, SIG, b"c", b"", new_cmd(v, auth=b"P4ss-w0rd!")).cmd.basic_auth == b"P4ss-w0rd!"

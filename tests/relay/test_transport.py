@@ -55,6 +55,17 @@ def test_large_transmission_reported():
     assert batch_blocks([ok + b"z"])[1] == [0]
 
 
+def test_single_transmission_payload_matches_the_fold():
+    """The one-transmission shortcut (every MSG push, most answers) gives the fold's bytes."""
+    for t in (b"", b"pong", os.urandom(BATCH_CAPACITY - 2)):
+        payloads, too_large = batch_blocks([t])
+        assert payloads == [b"\x01" + e.large(t)] and not too_large
+        assert parse_batch(payloads[0]) == [t]
+    assert batch_blocks([b"a", b"b"])[0] == [b"\x02" + e.large(b"a") + e.large(b"b")]
+    full = os.urandom(BATCH_CAPACITY - 2)  # alone in its block by the general path, too
+    assert batch_blocks([full, b"x"])[0][0] == batch_blocks([full])[0][0]
+
+
 def test_plain_block_roundtrip_and_errors():
     codec = BlockCodec()
     block = codec.encode(b"\x01\x00\x02hi")
