@@ -32,10 +32,11 @@ class CheckResult(FactBase):
 
     def process(self, output: list[str]) -> dict:
         lines = list(output)
-        status = 1
         if lines and lines[-1].startswith("__smpfleet_exit="):
-            status = int(lines.pop().split("=", 1)[1])
-        return {"status": status, "output": "\n".join(lines)}
+            return {"status": int(lines.pop().split("=", 1)[1]), "output": "\n".join(lines)}
+        # The shell never reached the echo: the check (or its shell) was killed, or the output cut.
+        lines.append("(no exit status: the check was killed or its output was cut off)")
+        return {"status": 1, "output": "\n".join(lines)}
 
 
 @operation(is_idempotent=True)
@@ -47,6 +48,12 @@ def execute_only_shell(command: str):
     if result["status"] != 0:
         message = f"check failed (exit {result['status']}): {result['output']}"
         yield f"echo {shlex.quote(message)} >&2; exit 1"
+
+
+def unit_state(unit: str) -> str:
+    """Shell command printing a unit's state, restart count and how its main process ended."""
+    return (f"systemctl show {shlex.quote(unit)} --no-pager -p ActiveState,SubState,NRestarts,"
+            "ExecMainStartTimestamp,ExecMainCode,ExecMainStatus")
 
 
 def upload_scripts() -> None:
@@ -63,6 +70,7 @@ def verify_relay(settings: RelaySettings, keys: HostKeys) -> None:
     check = f"{render.VENV_DIR}/bin/python {SCRIPTS_DIR}/relay_check.py " + " ".join(shlex.quote(a) for a in args)
     execute_only_shell(
         name="relay listens and presents the key store identity (TLS + SMP handshake)",
-        # On failure, show the relay's last log lines: the operator's next question.
-        command=f"{check} || {{ journalctl -u smp-server -n 25 --no-pager -o cat; exit 1; }}",
+        # On failure, show the unit's state (restarts, how the main process ended: an outside
+        # kill shows here) and the relay's last log lines: the operator's next questions.
+        command=f"{check} || {{ {unit_state('smp-server')}; journalctl -u smp-server -n 25 --no-pager -o short-precise; exit 1; }}",
     )

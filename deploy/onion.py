@@ -15,7 +15,7 @@ import shlex
 from pyinfra.operations import files, systemd
 
 from . import render
-from .check import execute_only_shell
+from .check import execute_only_shell, unit_state
 from .keystore import HostKeys
 from .relay import SCRIPTS_DIR, apt_install
 from .settings import RelaySettings
@@ -59,5 +59,8 @@ def verify(settings: RelaySettings, keys: HostKeys) -> None:
     execute_only_shell(
         name="onion service served by tor (stem, control socket)",
         command=f"{render.VENV_DIR}/bin/python {SCRIPTS_DIR}/onion_service.py "
-                + " ".join(shlex.quote(a) for a in args),
+                + " ".join(shlex.quote(a) for a in args)
+                # On failure: tor's state and last log lines (control socket opened? restarted?).
+                + f" || {{ {unit_state(TOR_SERVICE)}; journalctl -u {TOR_SERVICE} -n 20 --no-pager"
+                  " -o short-precise; exit 1; }",
     )

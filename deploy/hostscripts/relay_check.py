@@ -28,6 +28,8 @@ async def check_port(fingerprint: str, port: int, deadline: float) -> str:
                 return f"not serving: {e}"
             await asyncio.sleep(0.3)
             continue
+        except Exception as e:  # anything else: name it in the result instead of a bare traceback
+            return f"check error: {type(e).__name__}: {e}"
         await c.close()
         return "ok"
 

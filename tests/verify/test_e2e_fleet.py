@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +58,23 @@ def _data_file(path: Path, work: Path, addresses: dict[str, str], torrc_lines: l
     path.write_text(f"data = {data!r}\nhost_data = {host_data!r}\n")
 
 
+def _why(output: str) -> str:
+    """The lines of a pyinfra run that explain a failure: each error line with the 4 lines before
+    it and the lines that continue it (a failed check's message and the relay's journal follow
+    it), not the tail, which is only pyinfra's results table."""
+    lines = output.splitlines()
+    keep: set[int] = set()
+    for i, line in enumerate(lines):
+        if re.search(r"check failed|rror|smpfleet:|not serving|cannot reach|Traceback", line) \
+                and not line.lstrip().startswith(("Operation", "Grand total")):
+            keep.update(range(max(0, i - 4), i + 1))
+            j = i + 1
+            while j < len(lines) and lines[j].strip() and not lines[j].startswith("-->"):
+                keep.add(j)
+                j += 1
+    return "\n".join(lines[i] for i in sorted(keep)[-150:]) or "\n".join(lines[-80:])
+
+
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     if os.geteuid() != 0:
@@ -67,28 +85,32 @@ def e2e(tmp_path_factory):
     inst = fleet.resolve(name, None)
     work = tmp_path_factory.mktemp("e2e")
     log = lambda msg: print(f"\n[e2e] {msg}")  # noqa: E731
-    fl = fleet.up(inst, 3, log=log)
-    net = None
-    try:
-        tornet.down(name)  # a network left by an aborted run of this test
-        net, ready = tornet.up(name, fl.bridge_address, E2E_PORT_BASE, timeout=150)
-        log(f"tornet on {fl.bridge_address}: bootstrapped {ready.bootstrapped_s:.1f} s, first onion round trip "
-            f"{ready.first_round_trip_s:.1f} s, echo rtt {', '.join(f'{x:.0f}' for x in ready.round_trip_ms)} ms")
-        data = work / "testbed_data.py"
-        _data_file(data, work, {h["name"]: h["address"] for h in fl.hosts}, net.joining_torrc_lines())
-        env = {**os.environ, "SMPFLEET_TESTBED": name, "SMPFLEET_TESTBED_DATA": str(data)}
-        t0 = time.monotonic()
-        res = subprocess.run([str(VENV_BIN / "pyinfra"), "-y", str(fl.pyinfra_inventory), "deploy.py"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        deploy_s = time.monotonic() - t0
-        if res.returncode != 0:
-            pytest.fail(f"deploy failed (exit {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-        log(f"deploy of 3 hosts with onion: {deploy_s:.1f} s")
-        yield E2E(fl, net, ready, work / "published" / "servers.json", deploy_s)
-    finally:
-        if net is not None:
-            tornet.stop(net)
-        fleet.down(inst, log=log)
+    # fleet.session holds the instance lock until down: a second run with the same name (another
+    # CI run, a hand run) fails with "is busy" instead of replacing these hosts mid-deploy.
+    with fleet.session(inst, 3, log=log) as fl:
+        net = None
+        try:
+            tornet.down(name)  # a network left by an aborted run of this test
+            net, ready = tornet.up(name, fl.bridge_address, E2E_PORT_BASE, timeout=150)
+            log(f"tornet on {fl.bridge_address}: bootstrapped {ready.bootstrapped_s:.1f} s, first onion round "
+                f"trip {ready.first_round_trip_s:.1f} s, echo rtt {', '.join(f'{x:.0f}' for x in ready.round_trip_ms)} ms")
+            data = work / "testbed_data.py"
+            _data_file(data, work, {h["name"]: h["address"] for h in fl.hosts}, net.joining_torrc_lines())
+            env = {**os.environ, "SMPFLEET_TESTBED": name, "SMPFLEET_TESTBED_DATA": str(data)}
+            t0 = time.monotonic()
+            res = subprocess.run([str(VENV_BIN / "pyinfra"), "-y", str(fl.pyinfra_inventory), "deploy.py"],
+                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+            deploy_s = time.monotonic() - t0
+            full_log = work / "pyinfra.log"
+            full_log.write_text(res.stdout + res.stderr)
+            if res.returncode != 0:
+                pytest.fail(f"deploy failed (exit {res.returncode}, {deploy_s:.1f} s); full log {full_log}:\n"
+                            f"{_why(res.stdout + res.stderr)}")
+            log(f"deploy of 3 hosts with onion: {deploy_s:.1f} s")
+            yield E2E(fl, net, ready, work / "published" / "servers.json", deploy_s)
+        finally:
+            if net is not None:
+                tornet.stop(net)
 
 
 def run_verify(path: Path, *args: str) -> tuple[int, list[dict]]:
