@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .fleet import write_atomic
 from .tornet_config import (
     NetworkPlan,
     Node,
@@ -71,8 +72,8 @@ class Network:
 
     def save(self) -> None:
         data = {"plan": asdict(self.plan), "dirauthorities": self.dirauthorities}
-        _write_atomic(self.root / "network.json", json.dumps(data, indent=2) + "\n")
-        _write_atomic(self.root / "torrc-join", "\n".join(self.joining_torrc_lines()) + "\n")
+        write_atomic(self.root / "network.json", json.dumps(data, indent=2) + "\n")
+        write_atomic(self.root / "torrc-join", "\n".join(self.joining_torrc_lines()) + "\n")
 
     @classmethod
     def load(cls, name: str, state_root: Path = STATE_ROOT) -> "Network":
@@ -84,14 +85,6 @@ class Network:
         p = data["plan"]
         plan = NetworkPlan(p["name"], p["address"], p["port_base"], tuple(Node(**n) for n in p["nodes"]))
         return cls(plan, root, list(data["dirauthorities"]))
-
-
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _run(cmd: list[str], stdin: str | None = None) -> str:
@@ -157,7 +150,7 @@ def generate(plan: NetworkPlan, state_root: Path = STATE_ROOT) -> Network:
         problems = check_private_torrc(torrc, allowed)
         if problems:
             raise TorNetConfigError(f"refusing torrc of {node.nick}: " + "; ".join(problems))
-        _write_atomic(data / "torrc", torrc, 0o600)
+        write_atomic(data / "torrc", torrc, 0o600)
     net.save()
     return net
 
