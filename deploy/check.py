@@ -63,10 +63,14 @@ def upload_scripts() -> None:
                   user="root", group="root", mode="755")
 
 
+def relay_check_args(fingerprint: str, ports: list[int]) -> list[str]:
+    """Arguments of hostscripts/relay_check.py. ``--opt=value`` form: a base64url fingerprint
+    may start with "-", which argparse would otherwise take for an option (1 host in 64)."""
+    return [f"--fingerprint={fingerprint}", *(f"--port={p}" for p in ports)]
+
+
 def verify_relay(settings: RelaySettings, keys: HostKeys) -> None:
-    args = ["--fingerprint", keys.fingerprint]
-    for port in settings.ports:
-        args += ["--port", str(port)]
+    args = relay_check_args(keys.fingerprint, settings.ports)
     check = f"{render.VENV_DIR}/bin/python {SCRIPTS_DIR}/relay_check.py " + " ".join(shlex.quote(a) for a in args)
     execute_only_shell(
         name="relay listens and presents the key store identity (TLS + SMP handshake)",
